@@ -1,0 +1,58 @@
+# paperworks: `make bench` and `make test` are all a newcomer needs; both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SCALE ?= cpu
+PKG ?=
+FAST ?=
+# uv: the one on PATH, else the one installed for python3 (bootstrapped by `make uv`).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --no-sync
+MEMBERS := shared $(sort $(wildcard packages/*))
+RESULTS := $(if $(filter cpu,$(SCALE)),benchmarks/results,benchmarks/results/$(SCALE))
+PYTEST_MARK := $(if $(FAST),-m "not slow",)
+
+.PHONY: help uv setup test test-pkg lint fmt lock bench clean
+
+help:
+	@echo "make bench [SCALE=smoke|cpu|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
+	@echo "make test  [PKG=name] [FAST=1]                 lint + every package's tests (FAST=1 skips slow)"
+	@echo "make setup | lint | fmt | lock | clean"
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml shared/pyproject.toml $(wildcard packages/*/pyproject.toml) | uv
+	$(UV) sync --all-packages --locked
+	@touch $@
+
+setup: .venv/.synced
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+fmt: setup
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+lock: uv
+	$(UV) lock
+
+# Each member's suite runs in its own pytest process; any failure, and pytest's exit 5
+# ("no tests collected") for a member, fails the target.
+test: setup $(if $(PKG),,lint)
+	@set -u; failed=""; \
+	for m in $(if $(PKG),$(filter %/$(PKG),$(MEMBERS)) $(if $(filter shared,$(PKG)),shared,),$(MEMBERS)); do \
+	  echo "=== $$m ==="; start=$$(date +%s); \
+	  $(RUN) python -m pytest -q --import-mode=importlib -p no:cacheprovider --timeout=900 $(PYTEST_MARK) $$m/tests; rc=$$?; \
+	  echo "=== $$m: exit $$rc in $$(( $$(date +%s) - start ))s ==="; \
+	  if [ $$rc -ne 0 ]; then failed="$$failed $$m(rc=$$rc)"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED:$$failed"; exit 1; fi; echo "all test suites passed"
+
+bench: setup
+	$(RUN) paperworks-bench --scale $(SCALE) --results $(RESULTS) $(if $(PKG),--package $(PKG),)
+
+clean:
+	rm -rf .venv benchmarks/results/smoke .pytest_cache .ruff_cache

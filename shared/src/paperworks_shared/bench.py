@@ -1,0 +1,378 @@
+"""Benchmark records, discovery and the harness behind `make bench`.
+
+A package registers one function in the entry-point group ``paperworks.benchmarks``::
+
+    [project.entry-points."paperworks.benchmarks"]
+    xquant = "xquant.bench:run"
+
+and that function takes a `BenchContext`. It runs its experiments at ``ctx.scale`` ("smoke", "cpu"
+or "gpu") and calls ``ctx.record(...)`` once per experiment, which writes
+``<results>/<package>/<experiment>.json`` (+ ``.png`` when given a figure). `write_report` turns all
+records into REPORT.md: one section per package with the paper's claim, our table, the plots and
+the verdict. One failing benchmark is reported and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+SCALES = ("smoke", "cpu", "gpu")
+GROUP = "paperworks.benchmarks"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def _fmt(v: Any, digits: int) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 10 ** (-digits)):
+            return f"{v:.{digits}g}"
+        return f"{v:.{digits}f}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, digits: int = 3
+) -> str:
+    """Rows of dicts as a GitHub markdown table; columns default to the union of keys in first-seen order."""
+    if not rows:
+        return "_(no rows)_\n"
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, ""), digits) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Record:
+    """One experiment's result: what was measured, under which parameters, on which machine, when."""
+
+    package: str
+    experiment: str
+    scale: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    claim: str = ""
+    verdict: str = ""
+    columns: list[str] | None = None
+    plot: str | None = None
+    seconds: float | None = None
+    commit: str = field(default_factory=git_commit)
+    machine: dict[str, Any] = field(default_factory=machine)
+    time: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, default=_json_default)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Record:
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _json_default(o: Any):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+class BenchContext:
+    """What a package's benchmark receives: the scale, where to write, and `record()`."""
+
+    def __init__(self, package: str, scale: str, results_dir: str | Path):
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
+        self.package = package
+        self.scale = scale
+        self.outdir = Path(results_dir) / package
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        self.records: list[Record] = []
+        self._t0 = time.time()
+
+    @property
+    def smoke(self) -> bool:
+        return self.scale == "smoke"
+
+    def pick(self, smoke: Any, cpu: Any, gpu: Any | None = None) -> Any:
+        """A value by scale: ``ctx.pick(smoke=2, cpu=5, gpu=20)`` (gpu defaults to the cpu value)."""
+        return {"smoke": smoke, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[self.scale]
+
+    def device(self):
+        from .repro import pick_device
+
+        return pick_device("cuda" if self.scale == "gpu" else "cpu")
+
+    def record(
+        self,
+        experiment: str,
+        *,
+        rows: Sequence[dict[str, Any]] = (),
+        metrics: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        claim: str = "",
+        verdict: str = "",
+        columns: Sequence[str] | None = None,
+        figure=None,
+    ) -> Record:
+        """Write ``<experiment>.json`` (and ``<experiment>.png`` from a matplotlib figure) and return the record."""
+        if not experiment.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"experiment names are letters, digits, '-' and '_': {experiment!r}")
+        rec = Record(
+            package=self.package,
+            experiment=experiment,
+            scale=self.scale,
+            rows=list(rows),
+            metrics=dict(metrics or {}),
+            params=dict(params or {}),
+            claim=claim,
+            verdict=verdict,
+            columns=list(columns) if columns else None,
+            seconds=round(time.time() - self._t0, 2),
+        )
+        if figure is not None:
+            rec.plot = f"{experiment}.png"
+            save_figure(figure, self.outdir / rec.plot)
+        (self.outdir / f"{experiment}.json").write_text(rec.to_json())
+        self.records.append(rec)
+        self._t0 = time.time()
+        return rec
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 3.6)):
+    """A headless matplotlib figure with `nrows` x `ncols` axes, sized per panel."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+
+
+def discover(names: Sequence[str] | None = None) -> dict[str, Callable[[BenchContext], Any]]:
+    """Installed benchmarks (entry-point group ``paperworks.benchmarks``), by package name, sorted.
+
+    An entry point that fails to load is returned as a function that re-raises the import error,
+    so the harness reports it like any other failing benchmark.
+    """
+    found: dict[str, Callable] = {}
+    for ep in entry_points(group=GROUP):
+        if names and ep.name not in names:
+            continue
+        try:
+            found[ep.name] = ep.load()
+        except Exception as e:  # reported, not hidden
+            found[ep.name] = _raiser(e)
+    if names:
+        missing = set(names) - set(found)
+        if missing:
+            have = sorted(ep.name for ep in entry_points(group=GROUP))
+            raise SystemExit(f"no benchmark registered for {sorted(missing)}; registered: {have}")
+    return dict(sorted(found.items()))
+
+
+def _raiser(err: Exception) -> Callable:
+    def run(ctx):
+        raise RuntimeError(f"could not load the benchmark entry point: {err!r}") from err
+
+    return run
+
+
+@dataclass
+class Outcome:
+    package: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def run_benchmarks(
+    benchmarks: dict[str, Callable[[BenchContext], Any]],
+    scale: str,
+    results_dir: str | Path,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Run each benchmark in turn; a failure is caught, logged to <package>/ERROR.txt, and the rest go on."""
+    from tqdm.auto import tqdm
+
+    results_dir = Path(results_dir)
+    outcomes = []
+    for name, fn in tqdm(benchmarks.items(), desc=f"benchmarks ({scale})", disable=not progress):
+        ctx = BenchContext(name, scale, results_dir)
+        err_file = ctx.outdir / "ERROR.txt"
+        err_file.unlink(missing_ok=True)
+        t0 = time.time()
+        try:
+            fn(ctx)
+            if not ctx.records:
+                raise RuntimeError("the benchmark recorded nothing (call ctx.record at least once)")
+            outcomes.append(Outcome(name, True, time.time() - t0))
+        except Exception as e:
+            tb = traceback.format_exc()
+            err_file.write_text(tb)
+            print(f"\n[bench] {name} FAILED: {e!r}\n{tb}", file=sys.stderr)
+            outcomes.append(Outcome(name, False, time.time() - t0, f"{type(e).__name__}: {e}"))
+        print(
+            f"[bench] {name}: {'ok' if outcomes[-1].ok else 'FAILED'} in {outcomes[-1].seconds:.1f}s",
+            flush=True,
+        )
+    return outcomes
+
+
+def write_report(results_dir: str | Path, outcomes: Sequence[Outcome] = (), scale: str | None = None) -> Path:
+    """Write REPORT.md from every record under `results_dir` (plus this run's outcomes)."""
+    results_dir = Path(results_dir)
+    by_pkg: dict[str, list[Record]] = {}
+    for f in sorted(results_dir.glob("*/*.json")):
+        try:
+            rec = Record.load(f)
+        except (json.JSONDecodeError, TypeError, KeyError):
+            continue
+        if scale and rec.scale != scale:
+            continue
+        by_pkg.setdefault(rec.package, []).append(rec)
+    status = {o.package: o for o in outcomes}
+    lines = ["# paperworks benchmark report", ""]
+    if scale:
+        lines += [f"Scale: `{scale}`. Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
+    if outcomes:
+        lines += ["| package | status | seconds |", "|---|---|---|"]
+        lines += [
+            f"| {o.package} | {'ok' if o.ok else 'FAILED: ' + o.error[:120]} | {o.seconds:.1f} |"
+            for o in outcomes
+        ]
+        lines.append("")
+    for pkg in sorted(set(by_pkg) | set(status)):
+        lines += [f"## {pkg}", ""]
+        o = status.get(pkg)
+        if o is not None and not o.ok:
+            lines += [f"**FAILED**: `{o.error}` (traceback in `{pkg}/ERROR.txt`)", ""]
+        for rec in by_pkg.get(pkg, []):
+            lines += [f"### {rec.experiment}", ""]
+            if rec.claim:
+                lines += [f"**Paper's claim:** {rec.claim}", ""]
+            if rec.rows:
+                lines.append(markdown_table(rec.rows, rec.columns))
+            if rec.metrics:
+                lines.append(markdown_table([rec.metrics]))
+            if rec.plot:
+                lines += [f"![{rec.experiment}]({pkg}/{rec.plot})", ""]
+            if rec.verdict:
+                lines += [f"**Measured:** {rec.verdict}", ""]
+            lines += [f"<sub>scale {rec.scale}, commit {rec.commit}, {rec.time}, {rec.seconds}s</sub>", ""]
+    path = results_dir / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`paperworks-bench`: run every registered benchmark (or --package ones) and write REPORT.md."""
+    p = argparse.ArgumentParser(
+        prog="paperworks-bench",
+        description="Run the paperworks benchmarks registered under the entry-point group "
+        "'paperworks.benchmarks', write <results>/<package>/<experiment>.json/.png and <results>/REPORT.md. "
+        "Exit status 1 if any benchmark failed.",
+    )
+    p.add_argument(
+        "--scale",
+        choices=SCALES,
+        default=os.environ.get("SCALE", "cpu"),
+        help="smoke (~1 min each), cpu (default, ~3 min each), gpu",
+    )
+    p.add_argument(
+        "--package", "-p", action="append", help="only this package (repeatable); default: all registered"
+    )
+    p.add_argument(
+        "--results", default="benchmarks/results", help="results folder (default: benchmarks/results)"
+    )
+    p.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.list:
+        for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+            print(f"{ep.name}\t{ep.value}")
+        return 0
+    benches = discover(args.package)
+    if not benches:
+        print("no benchmarks registered", file=sys.stderr)
+        return 1
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    outcomes = run_benchmarks(benches, args.scale, results, progress=not args.no_progress)
+    report = write_report(results, outcomes, scale=args.scale)
+    failed = [o.package for o in outcomes if not o.ok]
+    print(
+        f"[bench] {len(outcomes) - len(failed)}/{len(outcomes)} ok in {time.time() - t0:.0f}s; report: {report}"
+    )
+    if failed:
+        print(f"[bench] FAILED: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
