@@ -12,6 +12,7 @@ import importlib
 import inspect
 import re
 import sys
+import warnings
 from functools import lru_cache
 
 from datasets import Dataset, DatasetDict
@@ -106,9 +107,12 @@ def corpus_documents() -> tuple[tuple[str, str], ...]:
         except Exception:  # a module missing from a trimmed CPython simply contributes nothing
             continue
         parts = []
+        with warnings.catch_warnings():  # touching deprecated attributes (typing.re, ...) warns
+            warnings.simplefilter("ignore")
+            members = sorted(vars(mod).items())
         if mod.__doc__:
             parts.append(mod.__doc__)
-        for name, obj in sorted(vars(mod).items()):
+        for name, obj in members:
             if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
                 continue
             if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__doc__:

@@ -1,0 +1,43 @@
+import pytest
+
+from paperworks_shared import train as train_mod
+from paperworks_shared.train import TrainSettings, encode_text, train_tiny_lm
+
+SMALL = TrainSettings(steps=30, seq_len=64, batch_size=8, lr=5e-3, warmup=5, eval_batches=2)
+
+
+def test_loss_falls_and_cache_hit_skips_training(tmp_cache, monkeypatch):
+    texts = ["the quick brown fox jumps over the lazy dog. " * 40]
+    val = ["the lazy dog sleeps while the quick brown fox jumps. " * 10]
+    first = train_tiny_lm("llama", settings=SMALL, train_texts=texts, val_texts=val, progress=False)
+    assert not first.cache_hit
+    assert first.metrics["val_loss_after"] < first.metrics["val_loss_before"] - 1.0
+    assert (first.path / "DONE").is_file() and first.path.is_relative_to(tmp_cache)
+
+    # A cache hit must not train: make any optimiser construction explode.
+    def boom(*a, **k):
+        raise AssertionError("training ran despite a cache hit")
+
+    monkeypatch.setattr(train_mod.torch.optim, "AdamW", boom)
+    second = train_tiny_lm("llama", settings=SMALL, train_texts=texts, val_texts=val, progress=False)
+    assert second.cache_hit and second.path == first.path
+    assert second.metrics == first.metrics
+    for (n1, p1), (n2, p2) in zip(first.model.named_parameters(), second.model.named_parameters()):
+        assert n1 == n2 and p1.equal(p2)
+
+    # A different key (other data) misses the cache.
+    with pytest.raises(AssertionError, match="training ran"):
+        train_tiny_lm("llama", settings=SMALL, train_texts=texts + ["x" * 200], val_texts=val, progress=False)
+
+
+def test_encode_text_is_utf8_bytes():
+    assert encode_text("aé").tolist() == [97, 195, 169]
+
+
+def test_bad_settings_and_short_text_are_clear_errors(tmp_cache):
+    with pytest.raises(ValueError, match="invalid training settings"):
+        TrainSettings(steps=0)
+    with pytest.raises(ValueError, match="fewer than seq_len"):
+        train_tiny_lm(
+            "llama", settings=SMALL, train_texts=["tiny"], val_texts=["tiny"], progress=False, cache=False
+        )
