@@ -1,0 +1,37 @@
+"""Group metrics of the student, via the shared definitions in `paperworks_shared.groups`.
+
+One implementation for every debiasing package (notes §7): worst-group accuracy, the empirical
+average, the train-proportion-weighted average and the mean-group ("unbiased", the official model
+selection) accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from paperworks_shared.groups import GroupMetrics
+
+
+def group_report(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    g: torch.Tensor,
+    n_groups: int | None = None,
+    train_group_counts=None,
+) -> dict[str, float]:
+    """avg / mean_group / worst_group (+ weighted_avg) accuracy; without groups only avg is finite."""
+    if (g < 0).all():
+        acc = float((pred == y).float().mean()) if len(y) else math.nan
+        return {"avg": acc, "mean_group": acc, "worst_group": acc, "weighted_avg": math.nan}
+    if (g < 0).any():
+        raise ValueError("some evaluation examples have a group id and some do not")
+    n_groups = n_groups or int(g.max()) + 1
+    m = GroupMetrics(n_groups, train_group_counts).update(pred, y, g).compute()
+    return {
+        "avg": m["avg_acc"],
+        "mean_group": m["mean_group_acc"],
+        "worst_group": m["worst_group_acc"],
+        "weighted_avg": m["weighted_avg_acc"],
+    }
