@@ -1,0 +1,234 @@
+"""Backend-agnostic IHA maths (paper §4 steps 2-7; design notes §1.2).
+
+Layout is SDPA's: ``[B, heads, tokens, dim]``. IHA is *standard attention over H heads of length N·P*
+after a mixing einsum and a reshape (notes §0.3), never H·P independent heads of length N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .masks import allowed, virtual_mask
+from .rope import apply_rope
+
+
+def mix_heads(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Pseudo-heads as mixtures of all heads, interleaved token-major.
+
+    ``x [B, Hs, N, d]``, ``alpha [Hs, Hs, P]`` indexed [source m, target h, pseudo p] ->
+    ``[B, Hs, N·P, d]`` with virtual index n·P+p: x̃[b,h,nP+p] = Σ_m α[m,h,p]·x[b,m,n] (einsum
+    'mhp,nmd→hpnd' + merge_pseudo of the paper's Algorithm 4).
+    """
+    if alpha.dim() != 3 or alpha.shape[0] != x.shape[1] or alpha.shape[1] != x.shape[1]:
+        raise ValueError(f"alpha {tuple(alpha.shape)} does not match {x.shape[1]} heads (expected [H, H, P])")
+    out = torch.einsum("bmnd,mhp->bhnpd", x, alpha.to(x.dtype))
+    return merge_pseudo(out)
+
+
+def merge_pseudo(x: torch.Tensor) -> torch.Tensor:
+    """``[B, H, N, P, d]`` -> ``[B, H, N·P, d]`` (interleave pseudo index into the sequence)."""
+    b, h, n, p, d = x.shape
+    return x.reshape(b, h, n * p, d)
+
+
+def unmerge_pseudo(x: torch.Tensor, P: int) -> torch.Tensor:
+    """``[B, H, N·P, d]`` -> ``[B, H, N, P, d]``."""
+    b, h, t, d = x.shape
+    if t % P:
+        raise ValueError(f"virtual length {t} is not a multiple of P={P}")
+    return x.reshape(b, h, t // P, P, d)
+
+
+def collapse(o: torch.Tensor, R: torch.Tensor, mode: str) -> torch.Tensor:
+    """Fold P pseudo-outputs back to H heads (paper §4.1 step 7). ``o [B, H, N, P, d]`` -> ``[B, N, H, d]``.
+
+    global:   O[n,h] = Σ_{h',p} R[h, h'·P+p] · o[h', n, p]   (R ∈ R^{H×HP})
+    per_head: O[n,h] = Σ_p      R[h, p]        · o[h,  n, p]   (R ∈ R^{H×P})
+    """
+    b, h, n, p, d = o.shape
+    R = R.to(o.dtype)
+    if mode == "global":
+        if R.shape != (h, h * p):
+            raise ValueError(f"global R must be [{h}, {h * p}], got {tuple(R.shape)}")
+        return torch.einsum("hk,bknd->bnhd", R, o.permute(0, 1, 3, 2, 4).reshape(b, h * p, n, d))
+    if mode == "per_head":
+        if R.shape != (h, p):
+            raise ValueError(f"per-head R must be [{h}, {p}], got {tuple(R.shape)}")
+        return torch.einsum("hp,bhnpd->bnhd", R, o)
+    raise ValueError(f"unknown collapse {mode!r}; choose 'global' or 'per_head'")
+
+
+def _expand_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    rep = n_heads // x.shape[1]
+    return x if rep == 1 else x.repeat_interleave(rep, dim=1)
+
+
+def attend_eager(qm, km, vm, mask, scale, softmax="softmax", dropout=0.0, training=False):
+    """Reference attention over the virtual sequence with an explicit bool mask (also linear attention)."""
+    km, vm = _expand_kv(km, qm.shape[1]), _expand_kv(vm, qm.shape[1])
+    scores = torch.matmul(qm, km.transpose(-1, -2)) * scale
+    if softmax == "linear":  # theory form (paper App. B.2): no normalisation, masked entries are 0
+        w = scores if mask is None else scores.masked_fill(~mask, 0.0)
+    else:
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        w = torch.softmax(scores.float(), dim=-1).to(qm.dtype)
+        w = torch.nan_to_num(w, nan=0.0)  # fully masked (padding) rows -> 0, notes §6.11
+    if dropout and training:
+        w = F.dropout(w, p=dropout)
+    return torch.matmul(w, vm)
+
+
+def attend_sdpa(qm, km, vm, mask, scale, *, is_causal=False, dropout=0.0, training=False):
+    """PyTorch SDPA over the virtual sequence; rows with no visible key are zeroed instead of NaN."""
+    empty = None
+    if mask is not None:
+        empty = ~mask.any(dim=-1, keepdim=True)
+        if bool(empty.any()):
+            mask = mask | empty
+        else:
+            empty = None
+    gqa = km.shape[1] != qm.shape[1]
+    o = F.scaled_dot_product_attention(
+        qm,
+        km,
+        vm,
+        attn_mask=mask,
+        dropout_p=dropout if training else 0.0,
+        is_causal=is_causal and mask is None,
+        scale=scale,
+        enable_gqa=gqa,
+    )
+    return o if empty is None else o.masked_fill(empty, 0.0)
+
+
+def attend_flex(qm, km, vm, *, P, mask_mode, window, q_offset, token_mask, scale):
+    """FlexAttention with the virtual-unit mask as a ``mask_mod`` (CPU: inference only, notes §4.2)."""
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    if qm.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (qm, km, vm)):
+        raise RuntimeError(
+            "backend='flex' cannot train on CPU (FlexAttention has no CPU backward); "
+            "use backend='sdpa' or wrap inference in torch.no_grad()"
+        )
+    off = q_offset * P
+    tm = None if token_mask is None else token_mask.repeat_interleave(P, -1).repeat_interleave(P, -2)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        ok = allowed(q_idx + off, kv_idx, P, mask_mode, window)
+        if tm is not None:
+            ok = ok & tm[b, 0 if tm.shape[1] == 1 else h, q_idx, kv_idx]
+        return ok
+
+    bsz = None if tm is None else qm.shape[0]
+    heads = None if tm is None or tm.shape[1] == 1 else qm.shape[1]
+    bm = create_block_mask(mask_mod, bsz, heads, qm.shape[2], km.shape[2], device=qm.device)
+    gqa = km.shape[1] != qm.shape[1]
+    return flex_attention(qm, km, vm, block_mask=bm, scale=scale, enable_gqa=gqa)
+
+
+def iha_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    alpha_q: torch.Tensor,
+    alpha_k: torch.Tensor,
+    alpha_v: torch.Tensor | None,
+    R: torch.Tensor,
+    *,
+    collapse_mode: str = "global",
+    mask_mode: str = "flat_causal",
+    window: int | None = None,
+    scale: float | None = None,
+    backend: str = "sdpa",
+    softmax: str = "softmax",
+    token_mask: torch.Tensor | None = None,
+    q_offset: int | None = None,
+    rope_q: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rope_k: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dropout: float = 0.0,
+    training: bool = False,
+) -> torch.Tensor:
+    """Interleaved Head Attention on *unmixed* per-head projections; returns ``[B, Nq, H, dv]`` (pre-W_O).
+
+    ``q [B, H, Nq, d]``, ``k [B, Hkv, S, d]``, ``v [B, Hkv, S, dv]`` (S >= Nq; queries are the last Nq
+    tokens unless ``q_offset`` says otherwise: the KV cache keeps original-size K/V and this mixes on the
+    fly). ``rope_q``/``rope_k`` are optional (cos, sin) tables at the *virtual* positions, applied after
+    mixing (paper §4 step 4). ``token_mask`` is a token-level bool mask ``[B, 1|H, Nq, S]``.
+    """
+    P = alpha_q.shape[-1]
+    if P < 1:
+        raise ValueError("P must be >= 1")
+    if alpha_k.shape[-1] != P or (alpha_v is not None and alpha_v.shape[-1] != P):
+        raise ValueError("alpha_q, alpha_k and alpha_v must share the same P")
+    b, h, n_q, d = q.shape
+    n_kv = k.shape[2]
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"{q.shape[1]} query heads are not divisible by {k.shape[1]} KV heads")
+    if q_offset is None:
+        q_offset = n_kv - n_q
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    qm, km = mix_heads(q, alpha_q), mix_heads(k, alpha_k)
+    vm = mix_heads(v, alpha_v) if alpha_v is not None else v.repeat_interleave(P, dim=2)
+    if rope_q is not None:
+        qm = apply_rope(qm, *rope_q)
+    if rope_k is not None:
+        km = apply_rope(km, *rope_k)
+    if backend == "triton":
+        from .kernels.triton_iha import iha_fwd
+
+        if token_mask is not None:
+            raise ValueError(
+                "backend='triton' cannot express an arbitrary token mask (padding/packing); use 'sdpa' or 'flex'"
+            )
+        r_ph = R if collapse_mode == "per_head" else None
+        o = iha_fwd(
+            qm, km, vm, P=P, mask_mode=mask_mode, window=window, q_offset=q_offset, scale=scale, R=r_ph
+        )
+        if r_ph is not None:
+            return o  # fused per-head collapse wrote [B, N, H, dv] directly
+        return collapse(unmerge_pseudo(o, P), R, collapse_mode)
+    if backend == "flex":
+        o = attend_flex(
+            qm,
+            km,
+            vm,
+            P=P,
+            mask_mode=mask_mode,
+            window=window,
+            q_offset=q_offset,
+            token_mask=token_mask,
+            scale=scale,
+        )
+    elif backend in ("sdpa", "eager"):
+        if softmax == "linear" and backend != "eager":
+            raise ValueError("softmax='linear' needs backend='eager'")
+        simple_causal = mask_mode == "flat_causal" and window is None and token_mask is None and n_q == n_kv
+        if backend == "sdpa" and simple_causal and q_offset == 0:
+            o = attend_sdpa(qm, km, vm, None, scale, is_causal=True, dropout=dropout, training=training)
+        else:
+            mask = virtual_mask(n_q, n_kv, P, mask_mode, window, q_offset, token_mask, device=q.device)
+            if backend == "eager":
+                o = attend_eager(qm, km, vm, mask, scale, softmax, dropout, training)
+            else:
+                o = attend_sdpa(qm, km, vm, mask, scale, dropout=dropout, training=training)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose sdpa, eager, flex or triton")
+    return collapse(unmerge_pseudo(o, P), R, collapse_mode)
+
+
+def hp_heads_shortcut(q, k, v, alpha_q, alpha_k, alpha_v, scale=None, causal=True):
+    """The WRONG "H·P independent heads of length N, then mean over P" port (notes §6.6), for regression tests.
+
+    It yields P attention patterns per head instead of P²; IHA must differ from it.
+    """
+    P = alpha_q.shape[-1]
+    b, h, n, d = q.shape
+    qm = unmerge_pseudo(mix_heads(q, alpha_q), P).permute(0, 1, 3, 2, 4).reshape(b, h * P, n, d)
+    km = unmerge_pseudo(mix_heads(k, alpha_k), P).permute(0, 1, 3, 2, 4).reshape(b, h * P, n, d)
+    vm = unmerge_pseudo(mix_heads(v, alpha_v), P).permute(0, 1, 3, 2, 4).reshape(b, h * P, n, -1)
+    o = F.scaled_dot_product_attention(qm, km, vm, is_causal=causal, scale=scale)
+    return o.reshape(b, h, P, n, -1).mean(2).transpose(1, 2)

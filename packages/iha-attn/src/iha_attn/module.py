@@ -1,0 +1,207 @@
+"""`InterleavedHeadAttention`: a drop-in causal self-attention ``nn.Module`` (paper §4, notes §7)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .cache import IHAKVCache
+from .config import IHAConfig
+from .functional import collapse, iha_attention, mix_heads
+from .mixing import IHAMixing
+from .rope import apply_rope, cos_sin, inv_freq, virtual_positions
+
+
+class _HeadRMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+class InterleavedHeadAttention(nn.Module):
+    """Self-attention with P pseudo-heads per head interleaved into an N·P virtual sequence.
+
+    1. q, k, v = x W_Q, x W_K, x W_V (as MHA; optional per-head QK-RMSNorm as in Qwen3)
+    2. pseudo-heads q̃/k̃/ṽ = α-mixtures of all heads, interleaved at t = n·P+p (§4, Alg. 4)
+    3. RoPE at virtual (n·P+p) or token (n) positions, standard attention per head over N·P tokens
+    4. collapse the P pseudo-outputs with R, then W_O
+
+    ``forward(x, attention_mask=None, position_ids=None, past_key_value=None, use_cache=False)`` returns
+    ``(y, cache)``; the cache (`IHAKVCache`) stores the original-size K/V and re-mixes on the fly.
+    """
+
+    def __init__(self, config: IHAConfig, layer_idx: int = 0):
+        super().__init__()
+        c = self.config = config
+        self.layer_idx = layer_idx
+        H, Hkv, d, dv = c.num_heads, c.num_kv_heads, c.head_dim, c.v_head_dim
+        self.q_proj = nn.Linear(c.hidden_size, H * d, bias=c.bias)
+        self.k_proj = nn.Linear(c.hidden_size, Hkv * d, bias=c.bias)
+        self.v_proj = nn.Linear(c.hidden_size, Hkv * dv, bias=c.bias)
+        self.o_proj = nn.Linear(H * dv, c.hidden_size, bias=c.bias)
+        self.q_norm = _HeadRMSNorm(d) if c.qk_norm else None
+        self.k_norm = _HeadRMSNorm(d) if c.qk_norm else None
+        self.mixing = IHAMixing(
+            H,
+            Hkv,
+            c.num_pseudo_heads,
+            collapse=c.collapse,
+            mix_v=c.mix_v,
+            init=c.init,
+            init_std=c.init_std,
+            mask_mode=c.mask_mode,
+        )
+        if c.rope_mode != "none":
+            self.register_buffer("inv_freq", inv_freq(d, c.rope_theta), persistent=False)
+
+    # ------------------------------------------------------------------ helpers
+    def extra_param_count(self) -> int:
+        """Parameters added to MHA (4H²P for global collapse with H = Hkv; notes §1.4)."""
+        return self.mixing.extra_param_count()
+
+    def _project(self, x: torch.Tensor):
+        b, n, _ = x.shape
+        c = self.config
+        q = self.q_proj(x).view(b, n, c.num_heads, c.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, n, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, n, c.num_kv_heads, c.v_head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
+    @staticmethod
+    def _token_mask(attention_mask, n_q: int, n_kv: int, batch: int):
+        """Accept a [B, S] padding mask (1/True = keep) or a bool [B, 1|H, Nq, S] mask."""
+        if attention_mask is None:
+            return None
+        m = attention_mask
+        if m.dim() == 2:
+            if m.shape != (batch, n_kv):
+                raise ValueError(
+                    f"2-D attention_mask must be [batch, {n_kv}] (all cached tokens), got {tuple(m.shape)}"
+                )
+            m = m.bool()[:, None, None, :].expand(batch, 1, n_q, n_kv)
+        elif m.dim() == 4:
+            if m.dtype != torch.bool:
+                raise TypeError(
+                    "4-D attention_mask must be bool (True = attend); additive float masks are ambiguous"
+                )
+        else:
+            raise ValueError(f"attention_mask must be 2-D [B, S] or 4-D bool, got {m.dim()}-D")
+        return m
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_value: IHAKVCache | None = None,
+        use_cache: bool = False,
+    ):
+        if x.dim() != 3 or x.shape[-1] != self.config.hidden_size:
+            raise ValueError(f"expected x [batch, tokens, {self.config.hidden_size}], got {tuple(x.shape)}")
+        c, mix = self.config, self.mixing
+        b, n, _ = x.shape
+        P = c.num_pseudo_heads
+        past = 0 if past_key_value is None else past_key_value.get_seq_length(self.layer_idx)
+        if position_ids is None:
+            position_ids = torch.arange(past, past + n, device=x.device)
+        position_ids = position_ids.expand(b, n) if position_ids.dim() == 1 else position_ids
+        q, k, v = self._project(x)
+        if c.rope_mode == "token":  # rotate before mixing: mixing commutes with a same-position rotation
+            cq, sq = cos_sin(position_ids, self.inv_freq)
+            q, k = apply_rope(q, cq, sq), apply_rope(k, cq, sq)
+        if use_cache and past_key_value is None:
+            past_key_value = IHAKVCache()
+        kpos = position_ids
+        if past_key_value is not None:
+            k, v, kpos = past_key_value.update(k, v, position_ids, self.layer_idx)
+        rope_q = rope_k = None
+        if c.rope_mode == "virtual":
+            rope_q = cos_sin(virtual_positions(position_ids, P), self.inv_freq)
+            rope_k = cos_sin(virtual_positions(kpos, P), self.inv_freq)
+        tmask = self._token_mask(attention_mask, n, k.shape[2], b)
+        if c.backend == "triton" and n == 1 and past > 0 and tmask is None:
+            o = self._triton_decode(q, k, v, rope_q, rope_k)
+        else:
+            o = iha_attention(
+                q,
+                k,
+                v,
+                mix.alpha_q,
+                mix.alpha_k,
+                mix.alpha_v,
+                mix.R,
+                collapse_mode=c.collapse,
+                mask_mode=c.mask_mode,
+                window=c.window,
+                backend=c.backend,
+                softmax=c.softmax,
+                token_mask=tmask,
+                rope_q=rope_q,
+                rope_k=rope_k,
+                dropout=c.attn_dropout,
+                training=self.training,
+            )
+        y = self.o_proj(o.reshape(b, n, c.num_heads * c.v_head_dim))
+        return y, (past_key_value if use_cache else None)
+
+    def _triton_decode(self, q, k, v, rope_q, rope_k):
+        """One new token against the MHA-sized cache with the Triton decode kernel (mixes K/V on the fly)."""
+        from .kernels.triton_iha import iha_decode
+
+        c, mix = self.config, self.mixing
+        qm = mix_heads(q, mix.alpha_q)
+        if rope_q is not None:
+            qm = apply_rope(qm, *rope_q)
+        o = iha_decode(
+            qm,
+            k,
+            v,
+            mix.alpha_k,
+            mix.alpha_v,
+            mask_mode=c.mask_mode,
+            window=c.window,
+            scale=1.0 / math.sqrt(c.head_dim),
+            rope_k=rope_k,
+        )
+        return collapse(o[:, :, None], mix.R, c.collapse)
+
+    # ------------------------------------------------------------------ utilities
+    @torch.no_grad()
+    def fold_p1(self) -> dict[str, torch.Tensor]:
+        """For P = 1: plain-MHA weights with α folded into W_Q/W_K/W_V and R into W_O (notes §6.5).
+
+        Returns ``{"q", "k", "v", "o"}`` weight matrices (nn.Linear layout). P = 1 IHA is exactly MHA with
+        these weights, i.e. mixing without interleaving adds no expressivity.
+        """
+        c, mix = self.config, self.mixing
+        if c.num_pseudo_heads != 1:
+            raise ValueError(f"fold_p1 needs P = 1, this layer has P = {c.num_pseudo_heads}")
+        if self.q_norm is not None or c.bias:
+            raise ValueError("fold_p1 does not support qk_norm or biases")
+
+        def fold_in(w, alpha, hs, dh):  # rows of W are [m, d]; new head h = Σ_m α[m,h] W_m
+            return torch.einsum("mh,mdi->hdi", alpha[:, :, 0], w.view(hs, dh, -1)).reshape(hs * dh, -1)
+
+        H, Hkv = c.num_heads, c.num_kv_heads
+        wq = fold_in(self.q_proj.weight, mix.alpha_q, H, c.head_dim)
+        wk = fold_in(self.k_proj.weight, mix.alpha_k, Hkv, c.head_dim)
+        wv = (
+            self.v_proj.weight
+            if mix.alpha_v is None
+            else fold_in(self.v_proj.weight, mix.alpha_v, Hkv, c.v_head_dim)
+        )
+        # y = Σ_h O_h W_O[:, h] with O_h = Σ_h' R[h,h'] o_h'  ->  W_O'[:, h'] = Σ_h R[h,h'] W_O[:, h]
+        R = mix.R if c.collapse == "global" else torch.diag(mix.R[:, 0])
+        wo = self.o_proj.weight.view(-1, H, c.v_head_dim)
+        wo = torch.einsum("hk,ohd->okd", R, wo).reshape(-1, H * c.v_head_dim)
+        return {"q": wq, "k": wk, "v": wv, "o": wo}
