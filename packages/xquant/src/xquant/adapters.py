@@ -1,0 +1,133 @@
+"""Per-architecture access to the attention projections: find them, rematerialize K/V, apply RoPE.
+
+Paper §3.1 / notes §1.1: X is the *post-input_layernorm* hidden state, i.e. exactly the
+`hidden_states` argument `self_attn` receives in HF Llama/Mistral/Qwen2/Qwen3. Rematerialization is
+K = X̂ W_k (+ b_k) -> k_norm (Qwen3) -> RoPE *last*, V = X̂ W_v (+ b_v) (notes pitfalls 1, 8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: `config.model_type`s whose attention is (q_proj, k_proj, v_proj, optional bias, optional k_norm, RoPE).
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+@dataclass
+class AttnSpec:
+    """One attention layer's pieces needed for rematerialization."""
+
+    layer_idx: int
+    module: nn.Module
+    k_proj: nn.Linear
+    v_proj: nn.Linear
+    k_norm: nn.Module | None
+    head_dim: int
+    num_heads: int
+    num_kv_heads: int
+    hidden_size: int
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    def split_heads(self, y: torch.Tensor) -> torch.Tensor:
+        """[B, T, Hkv*hd] -> [B, Hkv, T, hd] (heads are contiguous blocks of hd output channels)."""
+        b, t, _ = y.shape
+        return y.view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+
+    def finish_k(self, k_lin: torch.Tensor) -> torch.Tensor:
+        """Projected keys [B, T, Hkv*hd] (bias included) -> k_norm if any -> [B, Hkv, T, hd], pre-RoPE."""
+        b, t, _ = k_lin.shape
+        k = k_lin.view(b, t, self.num_kv_heads, self.head_dim)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
+        return k.transpose(1, 2)
+
+    def remat_k(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-RoPE keys from X̂ [B, T, d]."""
+        return self.finish_k(F.linear(x, self.k_proj.weight, self.k_proj.bias))
+
+    def remat_v(self, x: torch.Tensor) -> torch.Tensor:
+        return self.split_heads(F.linear(x, self.v_proj.weight, self.v_proj.bias))
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise a clear error for architectures / layer types XQuantCache cannot serve exactly."""
+    config = getattr(model, "config", None)
+    mt = getattr(config, "model_type", None)
+    if mt not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"unsupported architecture {mt!r}: xquant supports {SUPPORTED_MODEL_TYPES} "
+            "(separate q/k/v projections, RoPE, pre-norm)"
+        )
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layer_types = getattr(text, "layer_types", None) or []
+    if (
+        any(t != "full_attention" for t in layer_types)
+        or getattr(text, "sliding_window", None)
+        and (mt == "mistral" or getattr(text, "use_sliding_window", False))
+    ):
+        raise ValueError(
+            f"{mt} model uses sliding-window attention layers; xquant caches only full-attention layers "
+            "(evicting rematerialized tokens is not implemented)"
+        )
+
+
+def attention_specs(model: nn.Module) -> list[AttnSpec]:
+    """The AttnSpec of every decoder layer, in layer order."""
+    check_supported(model)
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    cfg = model.config.get_text_config(decoder=True)
+    specs = []
+    for i, layer in enumerate(decoder.layers):
+        attn = layer.self_attn
+        for name in ("k_proj", "v_proj"):
+            if not isinstance(getattr(attn, name, None), nn.Linear):
+                raise ValueError(f"layer {i} attention has no nn.Linear {name}; cannot rematerialize K/V")
+        head_dim = attn.head_dim
+        specs.append(
+            AttnSpec(
+                layer_idx=getattr(attn, "layer_idx", i),
+                module=attn,
+                k_proj=attn.k_proj,
+                v_proj=attn.v_proj,
+                k_norm=getattr(attn, "k_norm", None),
+                head_dim=head_dim,
+                num_heads=cfg.num_attention_heads,
+                num_kv_heads=attn.k_proj.out_features // head_dim,
+                hidden_size=attn.k_proj.in_features,
+            )
+        )
+    return specs
+
+
+def rotary_module(model: nn.Module) -> nn.Module | None:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
+    return getattr(decoder, "rotary_emb", None)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """HF RoPE on [B, H, T, hd] keys with cos/sin [B, T, hd] (same formula as modeling_llama)."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return (k * cos) + (rotate_half(k) * sin)
+
+
+def invert_rope(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Undo `apply_rope` (for KIVI*: pre-RoPE keys from the post-RoPE keys the model hands the cache).
+
+    RoPE is a per-pair rotation scaled by a = sqrt(cos² + sin²) (a = 1 unless YaRN-style scaling), so
+    k = (k' cos - rotate_half(k') sin) / a².
+    """
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    a2 = cos * cos + sin * sin
+    return ((k * cos) - (rotate_half(k) * sin)) / a2

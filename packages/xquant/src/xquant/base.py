@@ -1,0 +1,195 @@
+"""Machinery shared by XQuantCache and KIVICache: hooks, RoPE store, batch checks, Cache API plumbing."""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from .adapters import AttnSpec, apply_rope, attention_specs, rotary_module
+from .hooks import CaptureHooks, RopeStore
+
+
+class SharedState:
+    """State every layer of one cache sees: the hooks' captures, the RoPE store, the CL accumulator."""
+
+    def __init__(self, specs: list[AttnSpec], rope_kind: str, rotary):
+        self.hooks = CaptureHooks({s.layer_idx: s.module for s in specs})
+        self.rope = RopeStore(rope_kind, rotary)
+        self.first_layer = min(s.layer_idx for s in specs)
+        self.batch_size: int | None = None
+        self.simulate = False
+        self.simulated = False
+        # XQuant-CL transient accumulator (notes §1.4 ambiguity 1: rebuilt every step, not stored)
+        self.acc: torch.Tensor | None = None
+        self.acc_layer: int | None = None
+        self.prev_true: torch.Tensor | None = None
+
+    def check_batch(self, b: int) -> None:
+        if self.batch_size is None:
+            self.batch_size = b
+        elif b != self.batch_size:
+            raise ValueError(
+                f"this cache holds a batch of {self.batch_size} sequences but was called with batch size {b}; "
+                "create a new cache for a different batch (or use batch_select_indices / batch_repeat_interleave)"
+            )
+        if self.simulated:
+            raise RuntimeError(
+                "a cache used for a teacher-forced simulation cannot be extended; make a new one"
+            )
+
+
+class HookedLayer(CacheLayerMixin):
+    """Base layer: lazy init, sizes, and the write-then-read `update` skeleton."""
+
+    is_sliding = False
+    is_croppable = True
+
+    def __init__(self, spec: AttnSpec, state: SharedState):
+        super().__init__()
+        self.spec, self.state = spec, state
+        self.idx = spec.layer_idx
+        self.n_tokens = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.batch_size = key_states.shape[0]
+        self.is_initialized = True
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.n_tokens + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.n_tokens
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def offload(self):  # the packed store is the point; nothing to offload separately
+        pass
+
+    def prefetch(self):
+        pass
+
+    def stores(self) -> list:
+        raise NotImplementedError
+
+    def nbytes(self) -> int:
+        return sum(s.nbytes() for s in self.stores())
+
+    def reset(self) -> None:
+        self._reset_stores()
+        self.n_tokens = 0
+        self.is_initialized = False
+
+    def _reset_stores(self) -> None:
+        raise NotImplementedError
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.batch_select_indices(beam_idx)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        for s in self.stores():
+            s.index_batch(indices)
+        if self.idx == self.state.first_layer:
+            self.state.rope.index_batch(indices)
+            self.state.batch_size = len(indices)
+        self.batch_size = len(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        for s in self.stores():
+            s.repeat_batch(repeats)
+        if self.idx == self.state.first_layer:
+            self.state.rope.repeat_batch(repeats)
+            if self.state.batch_size is not None:
+                self.state.batch_size *= repeats
+        if self.is_initialized:
+            self.batch_size *= repeats
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError(
+                "crop takes a negative number of tokens to remove (transformers >= 5 convention)"
+            )
+        n = -tokens_to_remove
+        if n == 0:
+            return
+        for s in self.stores():
+            s.crop_tokens(n)
+        if self.idx == self.state.first_layer:
+            self.state.rope.crop_tokens(n)
+        self.n_tokens -= n
+
+    # -- update skeleton -----------------------------------------------------------------------
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        st = self.state
+        cap = st.hooks.pop(self.idx)
+        b, q = key_states.shape[0], key_states.shape[-2]
+        st.check_batch(b)
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self.idx == st.first_layer:
+            st.rope.append(cap, b, q)
+        k_pre, v = self.write_and_read(cap, key_states, value_states, final=st.simulate)
+        self.n_tokens += q
+        if st.simulate:
+            # teacher-forced simulation: every token's K/V comes from the cache (paper's PPL protocol)
+            cos, sin = st.rope.cos_sin(k_pre, 0, self.n_tokens)
+            return apply_rope(k_pre, cos, sin).to(key_states.dtype), v.to(value_states.dtype)
+        n_past = self.n_tokens - q
+        if n_past == 0:
+            return key_states, value_states  # prefill attention uses exact K/V (notes pitfall 4)
+        cos, sin = st.rope.cos_sin(k_pre, 0, n_past)
+        k_past = apply_rope(k_pre[:, :, :n_past], cos, sin).to(key_states.dtype)
+        v_past = v[:, :, :n_past].to(value_states.dtype)
+        return torch.cat([k_past, key_states], dim=-2), torch.cat([v_past, value_states], dim=-2)
+
+    def write_and_read(self, cap, key_states, value_states, final: bool):
+        """Store this step's tokens; return pre-RoPE K [B,Hkv,T,hd] and V for all T stored tokens."""
+        raise NotImplementedError
+
+
+class HookedCache(Cache):
+    """A transformers `Cache` whose layers get X via pre-hooks. Use as a context manager or call detach()."""
+
+    layer_cls = None
+
+    def __init__(self, model, config, layers: list[HookedLayer], state: SharedState):
+        super().__init__(layers=layers)
+        self.model_config = model.config
+        self.config = config
+        self.state = state
+
+    @staticmethod
+    def _prepare(model, config):
+        specs = attention_specs(model)
+        state = SharedState(specs, config.rope_store, rotary_module(model))
+        return specs, state
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def detach(self) -> None:
+        """Remove the hooks from the model (the cache can still be read, not extended)."""
+        self.state.hooks.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.detach()
+        return False
+
+    def __del__(self):
+        try:
+            self.state.hooks.remove()
+        except Exception:
+            pass
+
+    def reset(self):
+        super().reset()
+        st = self.state
+        st.rope.reset()
+        st.batch_size, st.simulated, st.acc, st.acc_layer, st.prev_true = None, False, None, None, None
+
+    # -- accounting -----------------------------------------------------------------------------
+    def nbytes(self) -> int:
+        """Real bytes of every tensor the cache holds (packed codes, fp16 scale/zero, fp window, RoPE store)."""
+        return sum(layer.nbytes() for layer in self.layers) + self.state.rope.nbytes()

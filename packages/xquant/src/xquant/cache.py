@@ -1,0 +1,197 @@
+"""`XQuantCache`: a transformers Cache that stores quantized X (or its SVD latents / CL deltas) and
+rematerializes K and V at every step (arXiv 2508.10395, §3).
+
+Layer roles (chosen per layer by `XQuantCache.from_model`):
+* ``x``      MHA XQuant (§3.1): X quantized per-token; K = X̂W_k (+b, k_norm) then RoPE, V = X̂W_v (+b).
+* ``latent`` GQA XQuant (§3.3.1): X·U_k per-channel, X·U_v per-token; K = (X̂U_k)·Σ_kB_kᵀ, V likewise.
+* ``cl``     XQuant-CL (§3.2, Fig. 4): base layer stores X (at base_bits); later layers store closed-loop
+             deltas Q(X_i − X̂_{i−1}) (per-token); X̂_i = X̂_{i−1} + ΔX̂_i via a transient accumulator.
+             On GQA models the deltas live in the U_kv latent of [W_k | W_v] (§3.3.2).
+Layers before the CL base layer are stored like ``x`` / ``latent`` at their own bit width.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import HookedCache, HookedLayer, SharedState
+from .config import XQuantConfig
+from .kernels import get_backend
+from .store import TokenStore
+from .svd import latent_factors
+
+
+def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return torch.cat([a, b], dim=-2)
+
+
+class XQuantLayer(HookedLayer):
+    """One decoder layer's XQuant storage (see module doc for the roles)."""
+
+    def __init__(self, spec, state: SharedState, config: XQuantConfig, role: str, bits: int, latent: bool):
+        super().__init__(spec, state)
+        self.config, self.role, self.bits, self.latent = config, role, bits, latent
+        g, r = config.group_size, config.residual_length
+        self.backend = get_backend(config.backend, spec.k_proj.weight.device)
+        qfn = self.backend.quantize
+        dtype = spec.k_proj.weight.dtype
+        if role == "x":
+            self.xs = TokenStore(bits, g, "token", r, qfn)
+        elif role == "latent":
+            self.lk = latent_factors(spec.k_proj.weight.T, dtype)
+            self.lv = latent_factors(spec.v_proj.weight.T, dtype)
+            self.ks = TokenStore(bits, g, "channel", r, qfn)
+            self.vs = TokenStore(bits, g, "token", r, qfn)
+        elif role in ("cl_base", "cl_delta"):
+            self.lkv = None
+            if latent:  # GQA-CL: shared subspace of [W_k | W_v] (§3.3.2)
+                w_kv = torch.cat([spec.k_proj.weight, spec.v_proj.weight], 0).T
+                self.lkv = latent_factors(w_kv, dtype)
+            self.xs = TokenStore(bits, g, "token", r, qfn)
+        else:
+            raise ValueError(f"unknown layer role {role!r}")
+
+    def stores(self):
+        return [self.ks, self.vs] if self.role == "latent" else [self.xs]
+
+    def _reset_stores(self):
+        for s in self.stores():
+            s.q = s.raw = s.window = None
+
+    # -- write + read -------------------------------------------------------------------------
+    def write_and_read(self, cap, key_states, value_states, final: bool):
+        x = cap.x
+        if x is None or x.shape[:2] != (key_states.shape[0], key_states.shape[-2]):
+            raise RuntimeError(f"layer {self.idx}: captured X does not match the keys passed to update()")
+        spec, dt = self.spec, x.dtype
+        if self.role == "x":
+            s = self.xs
+            s.push(x)
+            f = s.take_flush(final)
+            if f is not None:
+                s.add(f, allow_partial=final)
+            return self.backend.remat_x(s, spec, dt)
+        if self.role == "latent":
+            self.ks.push(x @ self.lk.u)
+            self.vs.push(x @ self.lv.u)
+            for s in (self.ks, self.vs):
+                f = s.take_flush(final)
+                if f is not None:
+                    s.add(f, allow_partial=final)
+            lk = _cat(self.ks.dequant(dt), self.ks.window)
+            lv = _cat(self.vs.dequant(dt), self.vs.window)
+            bk, bv = spec.k_proj.bias, spec.v_proj.bias
+            k_lin = lk @ self.lk.m + (bk if bk is not None else 0)
+            v_lin = lv @ self.lv.m + (bv if bv is not None else 0)
+            return spec.finish_k(k_lin), spec.split_heads(v_lin)
+        xhat = self._write_cl(x, final)
+        return spec.remat_k(xhat), spec.remat_v(xhat)
+
+    def _write_cl(self, x: torch.Tensor, final: bool) -> torch.Tensor:
+        """XQuant-CL write (closed loop, §3.2) and the reconstruction X̂_i of all stored tokens."""
+        st, s, dt = self.state, self.xs, x.dtype
+        u = None if self.lkv is None else self.lkv.u
+        s.push(x)
+        f = s.take_flush(final)
+        n = 0 if f is None else f.shape[-2]
+        if self.role == "cl_base":
+            prev = None
+        else:
+            if st.acc_layer != self.idx - 1:
+                raise RuntimeError(
+                    f"XQuant-CL layer {self.idx} ran after layer {st.acc_layer}; CL needs every layer in "
+                    "order within a forward (layer skipping breaks the delta chain)"
+                )
+            prev = st.acc
+            if prev.shape[-2] != s.n_quantized + n:
+                raise RuntimeError("XQuant-CL layers flushed different token counts (internal error)")
+        if f is not None:
+            if prev is None:
+                target = f
+            elif self.config.closed_loop:
+                target = f - prev[..., prev.shape[-2] - n :, :]  # against the reader's reconstruction
+            else:
+                target = f - st.prev_true  # open-loop ablation: against the true previous X
+            s.add(target if u is None else target @ u, allow_partial=final)
+        deq = s.dequant(dt)
+        if deq is None:
+            deq = x.new_zeros(x.shape[0], 0, x.shape[-1] if u is None else u.shape[1])
+        rec = deq if u is None else deq @ u.T
+        acc = rec if prev is None else prev + rec
+        st.acc, st.acc_layer, st.prev_true = acc, self.idx, f
+        return _cat(acc, s.window)
+
+
+class XQuantCache(HookedCache):
+    """Drop-in `transformers` cache for XQuant / XQuant-CL.
+
+    >>> cache = XQuantCache.from_model(model, XQuantConfig(bits=4, group_size=64))
+    >>> out = model.generate(**inputs, past_key_values=cache, max_new_tokens=32)
+    >>> cache.nbytes(), cache.memory_report()
+    """
+
+    @classmethod
+    def from_model(cls, model, config: XQuantConfig | None = None, simulate: bool = False) -> XQuantCache:
+        """Build the cache for `model` and attach its capture hooks.
+
+        simulate=True makes it a teacher-forced fake-quantization cache for one forward pass: every
+        token's K/V (not only past ones) comes from the quantized store (the paper's PPL protocol).
+        """
+        config = config or XQuantConfig()
+        specs, state = cls._prepare(model, config)
+        n_layers = len(specs)
+        gqa = specs[0].num_kv_heads < specs[0].num_heads
+        latent = config.mode == "gqa_latent" or (config.mode == "auto" and gqa)
+        if config.cross_layer and config.base_layer >= n_layers:
+            raise ValueError(f"base_layer={config.base_layer} but the model has only {n_layers} layers")
+        layers = []
+        for spec in specs:
+            i = spec.layer_idx
+            bits = config.layer_bits(i)
+            if config.cross_layer and i == config.base_layer:
+                role = "cl_base"
+            elif config.cross_layer and i > config.base_layer:
+                role = "cl_delta"
+            else:
+                role = "latent" if latent else "x"
+            _check_groups(spec, role, latent, config, bits)
+            layers.append(XQuantLayer(spec, state, config, role, bits, latent))
+        cache = cls(model, config, layers, state)
+        state.simulate = simulate
+        return cache
+
+    def memory_report(self) -> dict:
+        """Measured bytes, tokens, and the ratio to an FP16 KV cache of the same tokens."""
+        from .accounting import fp16_kv_bytes
+
+        tokens = self.get_seq_length()
+        b = self.state.batch_size or 0
+        fp16 = fp16_kv_bytes(self.layers, b, tokens)
+        measured = self.nbytes()
+        return {
+            "tokens": tokens,
+            "batch": b,
+            "measured_bytes": measured,
+            "fp16_kv_bytes": fp16,
+            "ratio_vs_fp16_kv": measured / fp16 if fp16 else float("nan"),
+        }
+
+
+def _check_groups(spec, role, latent, config, bits) -> None:
+    """Per-token groups must tile the channels exactly (issue 3, robustness)."""
+    if bits == 16:
+        return
+    g = config.group_size
+    if role == "latent":
+        dims = {"X·U_v latent (per-token)": min(spec.hidden_size, spec.kv_dim)}
+    elif latent and role.startswith("cl"):
+        dims = {"X·U_kv latent (per-token)": min(spec.hidden_size, 2 * spec.kv_dim)}
+    else:
+        dims = {"hidden size (per-token X groups)": spec.hidden_size}
+    for what, c in dims.items():
+        if c % g:
+            raise ValueError(f"group_size={g} does not divide the {what} = {c}; choose a divisor of {c}")

@@ -1,0 +1,178 @@
+"""`TokenStore`: one cached stream of per-token vectors, packed-quantized prefix + full-precision window.
+
+The newest tokens wait in a full-precision residual window (paper §4: "we leave the final residual
+tokens unquantized (up to group size tokens), similar to the residual method in KIVI"). Flushes are
+whole quantization units, oldest first, so streaming one token at a time produces exactly the codes
+of quantizing the same tokens at once (notes pitfall 5):
+* per-token axis: every token beyond the newest `residual_length` is quantized;
+* per-channel axis: whole groups of `group_size` tokens are quantized while the window is longer than
+  `residual_length`; a 1-token per-channel group is never quantized (the VeloxQuant #162 no-op bug).
+bits == 16 stores the values unquantized in their own dtype (the lossless anchor).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .quant import QTensor, concat, dequantize, packed_row_bytes, quantize
+
+
+def flushed_tokens(total: int, bits: int, group_size: int, axis: str, residual_length: int) -> int:
+    """How many of `total` tokens are quantized after streaming them (closed form of the flush rule)."""
+    if bits == 16:
+        return total
+    if axis == "token":
+        return max(0, total - residual_length)
+    k = min(total // group_size, -(-(total - residual_length) // group_size))
+    return max(0, k) * group_size
+
+
+class TokenStore:
+    """Packed codes of the quantized tokens + a full-precision window of the newest ones.
+
+    The window may hold different values than what gets quantized (XQuant-CL quantizes a delta computed
+    at flush time), hence the split `take_flush()` -> caller transforms -> `add()`.
+    """
+
+    def __init__(self, bits: int, group_size: int, axis: str, residual_length: int, quantize_fn=None):
+        self.bits, self.group_size, self.axis, self.residual_length = bits, group_size, axis, residual_length
+        self.q: QTensor | None = None  # packed quantized prefix
+        self.raw: torch.Tensor | None = None  # bits == 16: unquantized prefix
+        self.window: torch.Tensor | None = None
+        self._quantize = quantize_fn or quantize
+
+    # -- sizes -------------------------------------------------------------------------------
+    @property
+    def n_quantized(self) -> int:
+        if self.raw is not None:
+            return self.raw.shape[-2]
+        return 0 if self.q is None else self.q.tokens
+
+    @property
+    def n_window(self) -> int:
+        return 0 if self.window is None else self.window.shape[-2]
+
+    def __len__(self) -> int:
+        return self.n_quantized + self.n_window
+
+    def nbytes(self) -> int:
+        """Real bytes of every tensor held (packed codes, fp16 scale/zero, raw prefix, window)."""
+        n = 0 if self.q is None else self.q.nbytes()
+        for t in (self.raw, self.window):
+            if t is not None:
+                n += t.numel() * t.element_size()
+        return n
+
+    # -- writing -----------------------------------------------------------------------------
+    def push(self, x: torch.Tensor) -> None:
+        """Append new tokens ``[B, q, C]`` to the full-precision window."""
+        self.window = x if self.window is None else torch.cat([self.window, x], dim=-2)
+
+    def take_flush(self, final: bool = False) -> torch.Tensor | None:
+        """Pop the oldest window tokens that are due for quantization (all of them when `final`)."""
+        n = self.n_window
+        if n == 0:
+            return None
+        if final or self.bits == 16:
+            k = n
+        elif self.axis == "token":
+            k = max(0, n - self.residual_length)
+        else:
+            k = 0
+            while n - k >= self.group_size and n - k > self.residual_length:
+                k += self.group_size
+        if k == 0:
+            return None
+        out, self.window = self.window[..., :k, :], self.window[..., k:, :]
+        return out
+
+    def add(self, values: torch.Tensor, allow_partial: bool = False) -> None:
+        """Quantize `values` ``[B, k, C']`` and append them to the quantized prefix."""
+        if self.bits == 16:
+            self.raw = values if self.raw is None else torch.cat([self.raw, values], dim=-2)
+            return
+        if self.axis == "channel" and self.q is not None and self.q.tokens % self.group_size:
+            raise RuntimeError("per-channel store already ends in a partial group; it cannot grow")
+        qt = self._quantize(values, self.bits, self.group_size, self.axis, allow_partial=allow_partial)
+        self.q = concat(self.q, qt)
+
+    # -- reading -----------------------------------------------------------------------------
+    def dequant(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """The quantized prefix as a float tensor (None when empty)."""
+        if self.raw is not None:
+            return self.raw.to(dtype)
+        return None if self.q is None else dequantize(self.q, dtype)
+
+    # -- cache API helpers -------------------------------------------------------------------
+    def _map(self, fn) -> None:
+        if self.q is not None:
+            self.q = QTensor(
+                fn(self.q.codes),
+                fn(self.q.scale),
+                fn(self.q.zero),
+                self.q.bits,
+                self.q.group_size,
+                self.q.axis,
+                self.q.channels,
+            )
+        if self.raw is not None:
+            self.raw = fn(self.raw)
+        if self.window is not None:
+            self.window = fn(self.window)
+
+    def index_batch(self, idx: torch.Tensor) -> None:
+        self._map(lambda t: t.index_select(0, idx.to(t.device)))
+
+    def repeat_batch(self, repeats: int) -> None:
+        self._map(lambda t: t.repeat_interleave(repeats, dim=0))
+
+    def crop_tokens(self, remove: int) -> None:
+        """Drop the newest `remove` tokens (window first, then per-token codes; per-channel groups stay whole)."""
+        w = min(remove, self.n_window)
+        if w:
+            self.window = self.window[..., : self.n_window - w, :]
+        rest = remove - w
+        if rest <= 0:
+            return
+        if self.raw is not None:
+            self.raw = self.raw[..., : self.raw.shape[-2] - rest, :]
+            return
+        if self.axis == "channel":
+            raise NotImplementedError(
+                "cannot crop into per-channel quantized groups; use residual_length >= the rollback length"
+            )
+        keep = self.q.tokens - rest
+        self.q = QTensor(
+            self.q.codes[..., :keep, :],
+            self.q.scale[..., :keep, :],
+            self.q.zero[..., :keep, :],
+            self.q.bits,
+            self.q.group_size,
+            self.q.axis,
+            self.q.channels,
+        )
+
+
+def stream_bytes(
+    batch: int,
+    tokens: int,
+    channels: int,
+    bits: int,
+    group_size: int,
+    axis: str,
+    residual_length: int,
+    window_elt: int,
+    window_channels: int | None = None,
+) -> int:
+    """Analytic bytes of one TokenStore holding `tokens` tokens (used to check `nbytes()` honestly)."""
+    window_channels = channels if window_channels is None else window_channels
+    nq = flushed_tokens(tokens, bits, group_size, axis, residual_length)
+    nw = tokens - nq
+    if bits == 16:
+        return batch * tokens * channels * window_elt
+    codes = nq * packed_row_bytes(channels, bits)
+    if axis == "token":
+        meta = nq * (channels // group_size) * 4
+    else:
+        meta = (nq // group_size) * channels * 4
+    return batch * (codes + meta + nw * window_channels * window_elt)
