@@ -1,0 +1,95 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from mast.agreement import (
+    DegenerateKappaWarning,
+    binary_metrics,
+    bootstrap_ci,
+    cohen_kappa,
+    fleiss_from_ratings,
+    fleiss_kappa,
+    krippendorff_alpha_binary,
+    pairwise_mean_kappa,
+    per_mode_table,
+    pooled_metrics,
+)
+
+
+def test_table2_fewshot_row():
+    m = binary_metrics(tp=10, fp=2, fn=3, tn=69)
+    assert round(m["accuracy"], 3) == 0.940
+    assert round(m["recall"], 3) == 0.769
+    assert round(m["precision"], 3) == 0.833
+    assert round(m["f1"], 3) == 0.800
+    assert round(m["kappa"], 3) == 0.765
+    assert m["kappa"] == pytest.approx(0.7651, abs=1e-4)
+
+
+def test_cohen_textbook():
+    # Wikipedia: 20 yes/yes, 5 yes(A)/no(B), 10 no(A)/yes(B), 15 no/no -> 0.4
+    a = [1] * 20 + [1] * 5 + [0] * 10 + [0] * 15
+    b = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    assert binary_metrics(20, 10, 5, 15)["kappa"] == pytest.approx(0.4)
+
+
+def test_fleiss_textbook():
+    table = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
+    assert round(fleiss_kappa(table), 3) == 0.210
+    with pytest.raises(ValueError, match="same number"):
+        fleiss_kappa([[1, 1], [2, 1]])
+
+
+def test_krippendorff_hand_computed():
+    a = [1, 1, 0, 0, 1, 0, 1, 0]
+    b = [1, 0, 0, 0, 1, 0, 1, 1]
+    # n=16 values, n0=n1=8, o01=o10=2 -> alpha = 1 - 15*2/64
+    assert krippendorff_alpha_binary([a, b]) == pytest.approx(1 - 15 * 2 / 64)
+    assert fleiss_from_ratings(np.array([a, b])) == pytest.approx(0.5)  # = Scott's pi for 2 raters
+    # missing values: an item rated once is not pairable and is ignored
+    assert krippendorff_alpha_binary([a + [1], b + [None]]) == pytest.approx(1 - 15 * 2 / 64)
+
+
+def test_degenerate_policy():
+    with pytest.warns(DegenerateKappaWarning):
+        assert math.isnan(cohen_kappa([0, 0, 0], [0, 0, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cohen_kappa([0, 0, 0], [0, 0, 0], degenerate="one") == 1.0
+    # constant but opposite raters: p_e = 0, not degenerate -> kappa = 0
+    assert cohen_kappa([0, 0, 0], [1, 1, 1]) == 0.0
+    with pytest.raises(ValueError, match="degenerate"):
+        cohen_kappa([0, 1], [0, 1], degenerate="zero")
+    with pytest.raises(ValueError, match="length mismatch"):
+        cohen_kappa([0, 1], [0])
+
+
+def test_pairwise_and_pooled_and_bootstrap():
+    r = [[1, 0, 1, 0, 1, 1], [1, 0, 1, 0, 0, 1], [1, 1, 1, 0, 1, 1]]
+    ks = [cohen_kappa(r[0], r[1]), cohen_kappa(r[0], r[2]), cohen_kappa(r[1], r[2])]
+    assert pairwise_mean_kappa(r) == pytest.approx(np.mean(ks))
+    ref = np.array([[1, 0], [0, 0], [1, 1], [0, np.nan]])
+    pred = np.array([[1, 0], [1, 0], [1, 1], [0, 1]])
+    assert pooled_metrics(ref, pred)["n"] == 7
+    rng = np.random.default_rng(0)
+    h = (rng.random((200, 5)) < 0.3).astype(float)
+    j = np.where(rng.random(h.shape) < 0.1, 1 - h, h)
+    k = pooled_metrics(h, j)["kappa"]
+    lo, hi = bootstrap_ci(h, j, lambda a, b: pooled_metrics(a, b)["kappa"], n_boot=200)
+    assert lo < k < hi and hi - lo < 0.2
+    rows = per_mode_table(h, j, list("abcde"), n_boot=50)
+    assert [r["mode"] for r in rows] == list("abcde") and all(r["kappa_lo"] <= r["kappa_hi"] for r in rows)
