@@ -1,3 +1,35 @@
-"""MetaDOCK: per-task dynamic kernel selection for MAML / iMAML (arXiv 2206.01690)."""
+"""MetaDOCK: per-task dynamic kernel selection for MAML / iMAML (Chavan et al., CVPR 2022)."""
+
+from .dock import AdaptedTask, BudgetSchedule, MetaDOCK
+from .export import count, export_task
+from .gates import BinarizeSTE, GatedConv2d, binarize_ste, mask_mode
+from .implicit import cg_solve, hvp_fn, implicit_meta_grad
+from .models import Conv4, check_transductive_bn, make_transductive_bn
+from .tasks import ClassPool, Task, TaskSampler, fixed_tasks
+from .trainers import IMAMLTrainer, MAMLTrainer
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AdaptedTask",
+    "BinarizeSTE",
+    "BudgetSchedule",
+    "ClassPool",
+    "Conv4",
+    "GatedConv2d",
+    "IMAMLTrainer",
+    "MAMLTrainer",
+    "MetaDOCK",
+    "Task",
+    "TaskSampler",
+    "binarize_ste",
+    "cg_solve",
+    "check_transductive_bn",
+    "count",
+    "export_task",
+    "fixed_tasks",
+    "hvp_fn",
+    "implicit_meta_grad",
+    "make_transductive_bn",
+    "mask_mode",
+]

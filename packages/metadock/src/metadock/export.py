@@ -1,0 +1,142 @@
+"""Export one adapted task as a compact plain-PyTorch model, equal in outputs to the gated one.
+
+Masked kernels become exact zeros. With `dense_slim`, an input channel of conv l+1 that no active
+kernel reads is removed, together with the filter of conv l that produced it and its BatchNorm
+channel: exact, since transductive BN is per channel. A filter whose own kernels are all dead but
+whose output is still read is kept: its BN still emits ReLU(beta), a constant that zero padding makes
+position-dependent, so dropping it would not be exact (design notes Sec. 1.4).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .gates import GatedConv2d
+
+
+def _plain_conv(g: GatedConv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+    conv = nn.Conv2d(
+        weight.shape[1],
+        weight.shape[0],
+        weight.shape[2:],
+        stride=g.stride,
+        padding=g.padding,
+        dilation=g.dilation,
+        bias=bias is not None,
+        dtype=weight.dtype,
+        device=weight.device,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def export_task(task, dense_slim: bool = True) -> nn.Module:
+    dock = task.dock
+    params = {k: v.detach() for k, v in task.params.items()}
+    net = copy.deepcopy(dock.net)
+    # load adapted weights (names in params are prefixed by "net.")
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.copy_(params[f"net.{name}"])
+    # replace gated convs by plain convs with zeroed kernels
+    for _mod_name, mod in list(net.named_modules()):
+        for child_name, child in list(mod.named_children()):
+            if isinstance(child, GatedConv2d):
+                mask = (child.psi > 0).to(child.weight.dtype).expand(child.out_channels, child.in_channels)
+                w = child.weight * mask[:, :, None, None]
+                setattr(mod, child_name, _plain_conv(child, w, child.bias))
+    if dense_slim:
+        _slim_sequential_chains(net)
+    return net.eval()
+
+
+def _slim_sequential_chains(net: nn.Module) -> None:
+    """Drop unread channels along every nn.Sequential of [Conv2d, BatchNorm2d?, act]* blocks."""
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        items = list(seq.named_children())
+        convs = [i for i, (_, m) in enumerate(items) if isinstance(m, nn.Conv2d)]
+        for a, b in zip(convs, convs[1:]):
+            between = [items[i][1] for i in range(a + 1, b)]
+            if not all(isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.Identity)) for m in between):
+                continue
+            conv_a, conv_b = items[a][1], items[b][1]
+            read = conv_b.weight.detach().abs().sum(dim=(0, 2, 3)) > 0
+            if read.all() or not read.any():
+                continue
+            keep = read.nonzero().flatten()
+            new_a = _plain_conv(
+                conv_a,
+                conv_a.weight.detach()[keep],
+                None if conv_a.bias is None else conv_a.bias.detach()[keep],
+            )
+            new_b = _plain_conv(
+                conv_b, conv_b.weight.detach()[:, keep], None if conv_b.bias is None else conv_b.bias.detach()
+            )
+            setattr(seq, items[a][0], new_a)
+            setattr(seq, items[b][0], new_b)
+            for i in range(a + 1, b):
+                bn = items[i][1]
+                if isinstance(bn, nn.BatchNorm2d):
+                    nb = nn.BatchNorm2d(
+                        len(keep),
+                        eps=bn.eps,
+                        momentum=bn.momentum,
+                        affine=bn.affine,
+                        track_running_stats=bn.track_running_stats,
+                        dtype=bn.weight.dtype if bn.affine else None,
+                    )
+                    with torch.no_grad():
+                        if bn.affine:
+                            nb.weight.copy_(bn.weight[keep])
+                            nb.bias.copy_(bn.bias[keep])
+                        if bn.track_running_stats:
+                            nb.running_mean.copy_(bn.running_mean[keep])
+                            nb.running_var.copy_(bn.running_var[keep])
+                    setattr(seq, items[i][0], nb)
+            items = list(seq.named_children())
+
+
+def count(model: nn.Module, input_size: tuple[int, ...] | None = None) -> dict[str, int]:
+    """Parameters, active (non-zero) 3x3 kernels and stored conv weights of a (compact) model;
+    with `input_size` (C, H, W) also dense and effective (active-kernel) multiply-accumulates."""
+    params = sum(p.numel() for p in model.parameters())
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    active = sum(int((c.weight.detach().abs().sum(dim=(2, 3)) > 0).sum()) for c in convs)
+    total = sum(c.weight.shape[0] * c.weight.shape[1] for c in convs)
+    out = {
+        "params": params,
+        "active_kernels": active,
+        "total_kernels": total,
+        "conv_weights_stored": sum(c.weight.numel() for c in convs),
+        "conv_weights_active": sum(
+            int((c.weight != 0).any(dim=(2, 3)).sum()) * c.weight[0, 0].numel() for c in convs
+        ),
+    }
+    if input_size is not None:
+        dense, eff = 0, 0
+        hooks = []
+
+        def hook(mod, inp, outp):
+            nonlocal dense, eff
+            area = outp.shape[-1] * outp.shape[-2]
+            k = mod.weight[0, 0].numel()
+            dense += mod.weight.shape[0] * mod.weight.shape[1] * k * area
+            eff += int((mod.weight.detach().abs().sum(dim=(2, 3)) > 0).sum()) * k * area
+
+        for c in convs:
+            hooks.append(c.register_forward_hook(hook))
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            model(torch.zeros(2, *input_size))
+            model.train(was)
+        for h in hooks:
+            h.remove()
+        out["macs_dense"], out["macs_effective"] = dense, eff
+    return out

@@ -1,0 +1,459 @@
+"""Meta-trainers: iMAML (implicit gradients, the official MetaDOCK path) and MAML (unrolled).
+
+Both adapt per task with MetaDOCK's two-step inner update and meta-learn theta = (weights, gate
+logits). `backend="torch.func"` (default, maintained) computes the inner loop with function
+transforms; `backend="higher"` runs it through `higher`'s differentiable SGD (optional, unmaintained
+library, kept for comparison). MAML with torch.func can also vmap over the tasks of a meta-batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .dock import AdaptedTask, MetaDOCK, Params
+from .implicit import hvp_fn, implicit_meta_grad
+from .tasks import Task
+
+BACKENDS = ("torch.func", "higher")
+
+
+def _require_higher():
+    try:
+        import higher
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("backend='higher' needs the `higher` package: pip install 'higher>=0.2.1'") from e
+    return higher
+
+
+def outer_loss(dock: MetaDOCK, params: Params, x, y, t: int, total: int, gates: bool = True) -> torch.Tensor:
+    """Query loss at the adapted point: CE through the STE masks (+ budget terms for the gates).
+
+    The STE forward equals the hard-mask forward, so the weight gradient equals that of the hard-mask
+    CE (the official two-part outer gradient) and psi gets CE + budget + L1 gradients."""
+    loss = F.cross_entropy(dock.fforward(params, x, "ste"), y)
+    return loss + dock.budget_loss(params, t, total) if gates else loss
+
+
+@dataclass
+class EvalResult:
+    acc: float
+    ci95: float
+    remaining_mean: float
+    remaining_max: float
+    per_task: list[float]
+
+    def as_dict(self) -> dict:
+        return {
+            "acc": self.acc,
+            "ci95": self.ci95,
+            "remaining_mean": self.remaining_mean,
+            "remaining_max": self.remaining_max,
+        }
+
+
+class _Base:
+    def __init__(
+        self,
+        dock: MetaDOCK,
+        inner_lr: float,
+        inner_steps: int,
+        outer_lr: float,
+        outer_eps: float,
+        meta_batch: int,
+        backend: str,
+        adapt_gates: bool,
+        dense: bool,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "higher":
+            _require_higher()
+        if inner_steps < 0 or inner_lr <= 0 or meta_batch < 1:
+            raise ValueError("inner_steps >= 0, inner_lr > 0 and meta_batch >= 1 are required")
+        self.dock, self.inner_lr, self.inner_steps = dock, inner_lr, inner_steps
+        self.meta_batch, self.backend = meta_batch, backend
+        self.adapt_gates = adapt_gates and not dense
+        self.dense = dense  # dense=True: masks off entirely (dense (i)MAML baseline / pretraining)
+        params = [p for n, p in dock.named_parameters() if not (dense and dock.is_gate(n))]
+        self.opt = torch.optim.Adam(params, lr=outer_lr, eps=outer_eps)
+        self.step_count = 0
+        self.total_steps = 1
+        self.history: list[dict] = []
+
+    # subclasses: meta_gradient(task) -> dict name -> grad
+    def _mode(self) -> str:
+        return "off" if self.dense else "hard"
+
+    def adapt(self, task: Task, steps: int | None = None) -> AdaptedTask:
+        """Adapt to a task's support set (no graph, theta untouched)."""
+        raise NotImplementedError
+
+    def meta_step(self, tasks: Sequence[Task]) -> dict:
+        grads = {n: torch.zeros_like(p) for n, p in self.dock.named_parameters()}
+        losses, rem = [], []
+        for task in tasks:
+            g, loss, r = self.meta_gradient(task)
+            for n, v in g.items():
+                grads[n] += v / len(tasks)
+            losses.append(loss)
+            rem.append(r)
+        self.opt.zero_grad(set_to_none=True)
+        for n, p in self.dock.named_parameters():
+            if self.dense and self.dock.is_gate(n):
+                continue
+            p.grad = grads[n]
+        self.opt.step()
+        self.step_count += 1
+        rec = {
+            "step": self.step_count,
+            "query_loss": float(np.mean(losses)),
+            "remaining": float(np.mean(rem)),
+        }
+        self.history.append(rec)
+        return rec
+
+    def fit(
+        self,
+        sampler,
+        meta_steps: int,
+        val_tasks: Sequence[Task] | None = None,
+        val_every: int = 0,
+        progress: bool = True,
+    ) -> list[dict]:
+        """Meta-train for `meta_steps`; with val_tasks, keep the best state by META-VALIDATION accuracy
+        (never test classes: the official scripts select on test, which we do not copy)."""
+        self.total_steps = meta_steps
+        best, best_state = -1.0, None
+        bar = tqdm(range(meta_steps), desc=type(self).__name__, disable=not progress, leave=False)
+        for i in bar:
+            self.step_count = i
+            rec = self.meta_step(sampler.sample_batch(self.meta_batch))
+            bar.set_postfix(loss=f"{rec['query_loss']:.3f}", r=f"{rec['remaining']:.2f}")
+            if val_tasks is not None and val_every and ((i + 1) % val_every == 0 or i + 1 == meta_steps):
+                acc = self.evaluate(val_tasks, progress=False).acc
+                rec["val_acc"] = acc
+                if acc > best:
+                    best, best_state = acc, {k: v.detach().clone() for k, v in self.dock.state_dict().items()}
+        if best_state is not None:
+            self.dock.load_state_dict(best_state)
+        return self.history
+
+    def evaluate(self, tasks: Sequence[Task], progress: bool = True) -> EvalResult:
+        accs, rems = [], []
+        for task in tqdm(tasks, desc="evaluate", disable=not progress, leave=False):
+            adapted = self.adapt(task)
+            with torch.no_grad():
+                pred = self.dock.fforward(adapted.params, task.query_x, self._mode()).argmax(-1)
+            accs.append(float((pred == task.query_y).float().mean()))
+            rems.append(1.0 if self.dense else adapted.remaining())
+        a = np.asarray(accs)
+        return EvalResult(
+            float(a.mean()),
+            float(1.96 * a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan"),
+            float(np.mean(rems)),
+            float(np.max(rems)),
+            accs,
+        )
+
+
+class IMAMLTrainer(_Base):
+    """iMAML meta-training of MetaDOCK.
+
+    mode="faithful": the official code (no proximal term inside the inner loss; one pull-back step
+    phi -= alpha*lam*(phi - theta); CG on ((1+c) I + H/(lam+lam_d))). mode="exact": true iMAML
+    (proximal gradient lam (phi - theta) in every inner step; CG on (I + H/lam)).
+    """
+
+    def __init__(
+        self,
+        dock: MetaDOCK,
+        inner_lr: float = 5e-3,
+        inner_steps: int = 16,
+        lam: float = 0.5,
+        cg_steps: int = 5,
+        cg_damping: float = 1.0,
+        lam_damping: float = 10.0,
+        mode: str = "faithful",
+        outer_lr: float = 5e-5,
+        outer_eps: float = 1e-3,
+        meta_batch: int = 4,
+        backend: str = "torch.func",
+        adapt_gates: bool = True,
+        dense: bool = False,
+    ):
+        if mode not in ("faithful", "exact"):
+            raise ValueError(f"mode must be 'faithful' or 'exact', got {mode!r}")
+        super().__init__(
+            dock, inner_lr, inner_steps, outer_lr, outer_eps, meta_batch, backend, adapt_gates, dense
+        )
+        self.mode, self.lam, self.cg_steps = mode, lam, cg_steps
+        self.cg_damping, self.lam_damping = cg_damping, lam_damping
+
+    def adapt(self, task: Task, steps: int | None = None) -> AdaptedTask:
+        steps = self.inner_steps if steps is None else steps
+        prox = self.lam if self.mode == "exact" else 0.0
+        pull = self.lam if self.mode == "faithful" else 0.0
+        if self.dense:
+            with _dense(self.dock):
+                return self.dock.adapt(
+                    task.support_x,
+                    task.support_y,
+                    steps,
+                    self.inner_lr,
+                    self.step_count,
+                    self.total_steps,
+                    prox_lam=prox,
+                    pullback_lam=pull,
+                    adapt_gates=False,
+                )
+        if self.backend == "higher":
+            return _higher_adapt(self, task, steps, prox, pull, track=False)
+        return self.dock.adapt(
+            task.support_x,
+            task.support_y,
+            steps,
+            self.inner_lr,
+            self.step_count,
+            self.total_steps,
+            prox_lam=prox,
+            pullback_lam=pull,
+            adapt_gates=self.adapt_gates,
+        )
+
+    def meta_gradient(self, task: Task):
+        dock = self.dock
+        adapted = self.adapt(task)
+        phi = adapted.params
+        names = [n for n in phi if not (self.dense or not self.adapt_gates) or not dock.is_gate(n)]
+        mode = "off" if self.dense else "ste"
+        loss_q = (
+            outer_loss(
+                dock, phi, task.query_x, task.query_y, self.step_count, self.total_steps, gates=not self.dense
+            )
+            if not self.dense
+            else F.cross_entropy(dock.fforward(phi, task.query_x, "off"), task.query_y)
+        )
+        g = torch.autograd.grad(loss_q, [phi[n] for n in names], allow_unused=True)
+        g = torch.cat(
+            [(gi if gi is not None else torch.zeros_like(phi[n])).reshape(-1) for gi, n in zip(g, names)]
+        )
+
+        def support_loss(plist):
+            p = dict(phi)
+            p.update(zip(names, plist))
+            return F.cross_entropy(dock.fforward(p, task.support_x, mode), task.support_y)
+
+        hvp = hvp_fn(support_loss, [phi[n] for n in names])
+        x = implicit_meta_grad(
+            hvp, g.detach(), self.lam, self.mode, self.cg_steps, self.cg_damping, self.lam_damping
+        )
+        out, i = {}, 0
+        for n in names:
+            k = phi[n].numel()
+            out[n] = x[i : i + k].view_as(phi[n])
+            i += k
+        return out, float(loss_q.detach()), (1.0 if self.dense else adapted.remaining())
+
+
+class MAMLTrainer(_Base):
+    """MAML meta-training of MetaDOCK, second-order (default) or first-order, unrolled through the
+    two-step inner loop. Memory grows with inner_steps (the graph is kept); see the benchmark."""
+
+    def __init__(
+        self,
+        dock: MetaDOCK,
+        inner_lr: float = 0.05,
+        inner_steps: int = 5,
+        first_order: bool = False,
+        outer_lr: float = 1e-3,
+        outer_eps: float = 1e-8,
+        meta_batch: int = 4,
+        backend: str = "torch.func",
+        vmap_tasks: bool = False,
+        adapt_gates: bool = True,
+        dense: bool = False,
+    ):
+        super().__init__(
+            dock, inner_lr, inner_steps, outer_lr, outer_eps, meta_batch, backend, adapt_gates, dense
+        )
+        if vmap_tasks and backend != "torch.func":
+            raise ValueError("vmap_tasks needs backend='torch.func'")
+        self.first_order, self.vmap_tasks = first_order, vmap_tasks
+
+    def adapt(self, task: Task, steps: int | None = None) -> AdaptedTask:
+        steps = self.inner_steps if steps is None else steps
+        if self.dense:
+            with _dense(self.dock):
+                return self.dock.adapt(
+                    task.support_x, task.support_y, steps, self.inner_lr, adapt_gates=False
+                )
+        return self.dock.adapt(
+            task.support_x,
+            task.support_y,
+            steps,
+            self.inner_lr,
+            self.step_count,
+            self.total_steps,
+            adapt_gates=self.adapt_gates,
+        )
+
+    def task_loss_fn(self):
+        """A pure function theta -> query loss after adaptation (torch.func path)."""
+        dock, lr, K, fo = self.dock, self.inner_lr, self.inner_steps, self.first_order
+        t, T, adapt_gates = self.step_count, self.total_steps, self.adapt_gates
+
+        def loss_a(w, g, xs, ys):  # step A: weights, hard masks
+            return F.cross_entropy(dock.fforward({**w, **g}, xs, "hard"), ys)
+
+        def loss_b(g, w, xs, ys):  # step B: gates through the STE, + budget and L1
+            return F.cross_entropy(dock.fforward({**w, **g}, xs, "ste"), ys) + dock.budget_loss(
+                {**w, **g}, t, T
+            )
+
+        def fn(theta: Params, xs, ys, xq, yq):
+            phi = theta
+            for _ in range(K):
+                w, g = dock.split(phi)
+                gw = torch.func.grad(loss_a)(w, g, xs, ys)
+                if adapt_gates:
+                    gg = torch.func.grad(loss_b)(g, w, xs, ys)
+                else:
+                    gg = {k: torch.zeros_like(v) for k, v in g.items()}
+                grads = {**gw, **gg}
+                if fo:
+                    grads = {k: v.detach() for k, v in grads.items()}
+                phi = {k: phi[k] - lr * grads[k] for k in phi}
+            return outer_loss(dock, phi, xq, yq, t, T)
+
+        return fn
+
+    def meta_gradient(self, task: Task):
+        theta = {n: p.detach() for n, p in self.dock.named_parameters()}
+        if self.backend == "higher":
+            adapted = _higher_adapt(
+                self, task, self.inner_steps, 0.0, 0.0, track=not self.first_order, theta_live=True
+            )
+            loss = outer_loss(
+                self.dock, adapted.params, task.query_x, task.query_y, self.step_count, self.total_steps
+            )
+            live = dict(self.dock.named_parameters())
+            if self.first_order:
+                gphi = torch.autograd.grad(loss, [adapted.params[n] for n in live], allow_unused=True)
+            else:
+                gphi = torch.autograd.grad(loss, list(live.values()), allow_unused=True)
+            grads = {
+                n: (g if g is not None else torch.zeros_like(p)) for (n, p), g in zip(live.items(), gphi)
+            }
+            return grads, float(loss.detach()), adapted.remaining()
+        fn = self.task_loss_fn()
+        grads, value = torch.func.grad_and_value(fn)(
+            theta, task.support_x, task.support_y, task.query_x, task.query_y
+        )
+        rem = float(self.dock.remaining(theta, ste=False))
+        return grads, float(value), rem
+
+    def meta_step(self, tasks: Sequence[Task]) -> dict:
+        if not self.vmap_tasks:
+            return super().meta_step(tasks)
+        theta = {n: p.detach() for n, p in self.dock.named_parameters()}
+        xs, ys, xq, yq = (
+            torch.stack([getattr(t, a) for t in tasks])
+            for a in ("support_x", "support_y", "query_x", "query_y")
+        )
+        g_fn = torch.func.vmap(torch.func.grad_and_value(self.task_loss_fn()), in_dims=(None, 0, 0, 0, 0))
+        grads, values = g_fn(theta, xs, ys, xq, yq)
+        self.opt.zero_grad(set_to_none=True)
+        for n, p in self.dock.named_parameters():
+            p.grad = grads[n].mean(0)
+        self.opt.step()
+        self.step_count += 1
+        rec = {
+            "step": self.step_count,
+            "query_loss": float(values.mean()),
+            "remaining": float(self.dock.remaining(theta, ste=False)),
+        }
+        self.history.append(rec)
+        return rec
+
+
+class _dense:
+    """Context: every gate off (dense network)."""
+
+    def __init__(self, dock):
+        from .gates import mask_mode
+
+        self.cm = mask_mode(dock, "off")
+
+    def __enter__(self):
+        return self.cm.__enter__()
+
+    def __exit__(self, *a):
+        return self.cm.__exit__(*a)
+
+
+def _higher_adapt(
+    trainer: _Base, task: Task, steps: int, prox: float, pull: float, track: bool, theta_live: bool = False
+) -> AdaptedTask:
+    """The two-step inner loop run through higher's DifferentiableSGD (same update as torch.func)."""
+    higher = _require_higher()
+    dock = trainer.dock
+    names = [n for n, _ in dock.named_parameters()]
+    opt = torch.optim.SGD(dock.parameters(), lr=trainer.inner_lr)
+    theta = {n: p.detach() for n, p in dock.named_parameters()}
+    with higher.innerloop_ctx(dock, opt, copy_initial_weights=False, track_higher_grads=track) as (
+        fmodel,
+        diffopt,
+    ):
+        for _ in range(steps):
+            params = dict(zip(names, fmodel.parameters()))
+            grads = dock.inner_grads(
+                params,
+                task.support_x,
+                task.support_y,
+                trainer.step_count,
+                trainer.total_steps,
+                create_graph=track,
+                gates=trainer.adapt_gates,
+            )
+            if prox:
+                grads = {n: grads[n] + prox * (params[n] - theta[n]) for n in names}
+            glist = [grads[n] for n in names]
+            cheap = sum((p * 0).sum() for p in fmodel.parameters())  # grads come from the callback
+            diffopt.step(cheap, grad_callback=lambda _g, gl=glist: gl)
+        params = dict(zip(names, fmodel.parameters()))
+    if pull:
+        params = {n: v - trainer.inner_lr * pull * (v - theta[n]) for n, v in params.items()}
+    if not track:
+        params = {n: v.detach().requires_grad_(True) for n, v in params.items()}
+    return AdaptedTask(dock, params)
+
+
+def timed(fn, *args, repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall seconds of fn(*args)."""
+    for _ in range(warmup):
+        fn(*args)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def iter_batches(seq: Iterable, n: int):
+    buf = []
+    for x in seq:
+        buf.append(x)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
