@@ -264,7 +264,7 @@ class Knockout(PairwiseSelector):
         self.alive = nxt
         self.stage += 1
 
-    def order(self):
+    def order(self, bt_scores=None):
         out = self.out_round.copy()
         for i in self.alive:
             out[i] = self.stage + 1

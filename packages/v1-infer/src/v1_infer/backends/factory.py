@@ -1,0 +1,46 @@
+"""Build a backend by name (used by the CLI)."""
+
+from __future__ import annotations
+
+
+def make_generator(
+    backend: str,
+    model: str,
+    *,
+    base_url: str | None = None,
+    batch_size: int = 16,
+    concurrency: int = 64,
+    timeout: float = 120.0,
+    chat: bool = False,
+    api_key: str = "EMPTY",
+):
+    """``hf``: a local transformers folder; ``vllm``: a model path/name for vLLM in-process;
+    ``openai``: a model name served at ``base_url`` (vLLM / SGLang / any OpenAI-compatible server)."""
+    if backend == "hf":
+        from pathlib import Path
+
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from .hf import HFGenerator
+
+        if not Path(model).is_dir():
+            raise FileNotFoundError(f"--model must be a local model folder for the hf backend: {model}")
+        tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True).eval()
+        return HFGenerator(lm, tok, batch_size=batch_size, chat=chat)
+    if backend == "vllm":
+        from .vllm import VLLMGenerator
+
+        return VLLMGenerator(model)
+    if backend == "openai":
+        from .openai_compat import OpenAICompatGenerator
+
+        if not base_url:
+            raise ValueError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000)")
+        return OpenAICompatGenerator(
+            base_url, model, chat=chat, concurrency=concurrency, timeout=timeout, api_key=api_key
+        )
+    raise ValueError(f"unknown backend {backend!r}; choose hf, vllm or openai")
