@@ -107,7 +107,7 @@ def evaluate_interventions(
         state = InteractionState.initial(model, concept_logits[sl].to(dev), cost_budget)
         truth = (cb, yb, vb) if policy.requires_ground_truth else None
 
-        def record(t, st):
+        def record(t, st, sl=sl, yb=yb):
             lg = st.label_logits
             correct[sl, t] = (predicted_class(lg) == yb).cpu().numpy()
             tcp[sl, t] = label_probs(lg).gather(1, yb[:, None])[:, 0].cpu().numpy()
