@@ -1,0 +1,253 @@
+"""`adapt(model, input_ids, config)`: one prefill, N query-only steps on the frozen cache, answer, restore.
+
+Algorithm 1 of the paper with the design notes' resolutions (§1.5):
+
+1. prefill ``ids[:-1]`` once under ``torch.no_grad()`` (never inference mode: pitfall 11) and freeze the
+   resulting K/V in a read-only `FrozenPrefixCache` (detached; no gradient into it, no copy per step);
+2. each step: sample a span start t, run ``ids[t:t+k]`` at absolute positions t..t+k-1 against the frozen
+   cache (span queries see the stale, original-weight K/V of every position ≤ their own), loss = mean
+   next-token NLL of ``ids[t+1:t+k+1]`` (Eq. 3.1), and update only a zero-initialised fp32 delta on W_Q
+   (or a LoRA on q_proj) with AdamW/SGD, grad clipping and decoupled weight decay (App. D);
+3. `session.generate(...)` feeds the last prompt token through the *adapted* model on a copy of the
+   frozen cache (the first answer token sees the adaptation: pitfall 7) and decodes the answer;
+4. on exit — normal or exception — the hooks are removed, requires_grad flags and train/eval mode are
+   restored: the model's parameters were never written, so it is bit-identical to before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers.cache_utils import DynamicCache
+
+from . import flops as _flops
+from . import spans as _spans
+from .cache import FrozenPrefixCache
+from .config import QTTConfig
+from .decoding import DecodeResult, decode
+from .delta import QueryDelta, find_query_projections
+
+
+def _as_ids(input_ids) -> torch.Tensor:
+    ids = torch.as_tensor(input_ids)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if ids.dim() != 2 or ids.shape[0] != 1:
+        raise ValueError(
+            f"qTTT adapts one request at a time: input_ids must be (T,) or (1, T), got {tuple(ids.shape)}"
+        )
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
+    if ids.shape[1] < 2:
+        raise ValueError(
+            "input_ids needs at least 2 tokens (a prefix to cache and a last token to answer from)"
+        )
+    return ids.long()
+
+
+def check_request(model, ids: torch.Tensor) -> None:
+    """Raise a clear error for inputs qTTT cannot handle (before anything is changed)."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "qTTT cannot run under torch.inference_mode(): the prefill K/V would be inference tensors that "
+            "cannot be saved for backward. Call adapt() outside inference_mode (it uses no_grad itself)."
+        )
+    find_query_projections(model)
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and ids.shape[1] > max_pos:
+        raise ValueError(
+            f"context of {ids.shape[1]} tokens is longer than the model's {max_pos} positions "
+            "(max_position_embeddings)"
+        )
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab is not None and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+        raise ValueError(f"input_ids contain ids outside the vocabulary [0, {vocab})")
+
+
+class QTTSession:
+    """State of one qTTT request. Create through `adapt(...)`, which guarantees restoration."""
+
+    def __init__(self, model, input_ids, config: QTTConfig | None = None, progress: bool = False):
+        self.model = model
+        self.config = config or QTTConfig()
+        self.input_ids = _as_ids(input_ids).to(model.device)
+        check_request(model, self.input_ids)
+        self.progress = progress
+        self.losses: list[float] = []
+        self.spans: list[tuple[int, int]] = []
+        self.times: dict[str, float] = {"prefill": 0.0, "steps": 0.0, "decode": 0.0}
+        self.decoded_tokens = 0
+        self.delta: QueryDelta | None = None
+        self.cache: FrozenPrefixCache | None = None
+        self._saved_flags: list[tuple[torch.nn.Parameter, bool]] = []
+        self._was_training = model.training
+        self._closed = False
+
+    # --- properties ------------------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def adapted(self) -> bool:
+        """Whether adaptation ran (False below `min_context` or with steps=0)."""
+        return bool(self.spans)
+
+    # --- the algorithm ---------------------------------------------------------------------------
+    def _freeze_model(self) -> None:
+        self._saved_flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in self._saved_flags:
+            p.requires_grad_(False)
+        self.model.eval()  # dropout off during adaptation (§1.5)
+
+    def prefill(self) -> FrozenPrefixCache:
+        """Step 1: one no-grad forward over ids[:-1]; its K/V become the read-only frozen cache."""
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model(
+                input_ids=self.input_ids[:, :-1],
+                past_key_values=DynamicCache(config=self.model.config),
+                use_cache=True,
+            )
+        self.cache = FrozenPrefixCache.from_cache(out.past_key_values)
+        self.times["prefill"] += time.perf_counter() - t0
+        return self.cache
+
+    def span_loss(self, start: int, span_len: int) -> torch.Tensor:
+        """Eq. 3.1 on ids[start:start+span_len] through the frozen cache (mean NLL, fp32)."""
+        ids = self.input_ids
+        x = ids[:, start : start + span_len]
+        y = ids[0, start + 1 : start + span_len + 1]
+        pos = torch.arange(start, start + span_len, device=ids.device)[None]
+        with self.cache.window(start):
+            logits = self.model(
+                input_ids=x, past_key_values=self.cache, use_cache=True, position_ids=pos
+            ).logits
+        return F.cross_entropy(logits[0].float(), y)
+
+    def span_logits(self, start: int, span_len: int) -> torch.Tensor:
+        """Logits of the span forward through the frozen cache (no grad), for checks and diagnostics."""
+        ids = self.input_ids
+        pos = torch.arange(start, start + span_len, device=ids.device)[None]
+        with torch.no_grad(), self.cache.window(start):
+            return self.model(
+                input_ids=ids[:, start : start + span_len],
+                past_key_values=self.cache,
+                use_cache=True,
+                position_ids=pos,
+            ).logits
+
+    def _optimizer(self, params):
+        cfg = self.config
+        if cfg.optimizer == "adamw":  # decay applied by hand to the effective W_Q (see QueryDelta)
+            return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=0.0)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+
+    def run(self) -> QTTSession:
+        """Prefill and take `config.steps` query-only steps (none below `min_context`)."""
+        cfg = self.config
+        self._freeze_model()
+        self.prefill()
+        self.delta = QueryDelta(
+            self.model, cfg.mode, cfg.layers, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed
+        ).attach()
+        if cfg.steps == 0 or self.T < cfg.min_context:
+            return self
+        n_cached = self.cache.length
+        k = _spans.effective_span_len(n_cached, cfg.span_len)
+        sampler = _spans.resolve(cfg.span_sampler, cfg.question_len)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        params = list(self.delta.parameters())
+        opt = self._optimizer(params)  # fresh optimizer state per request (no leakage)
+        t0 = time.perf_counter()
+        bar = tqdm(range(cfg.steps), desc="qTTT", disable=not self.progress, leave=False)
+        for _ in bar:
+            start = _spans.checked_start(sampler, n_cached, k, gen)
+            with torch.enable_grad():
+                loss = self.span_loss(start, k)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"qTTT span loss became {loss.item()} (lr {cfg.lr} too large?)")
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            self.delta.decoupled_weight_decay(cfg.lr, cfg.weight_decay)
+            self.losses.append(float(loss.detach()))
+            self.spans.append((start, k))
+            bar.set_postfix(loss=f"{self.losses[-1]:.3f}")
+        self.times["steps"] += time.perf_counter() - t0
+        return self
+
+    # --- answering -------------------------------------------------------------------------------
+    def generate(
+        self,
+        max_new_tokens: int = 32,
+        *,
+        suffix_ids: Sequence[int] | torch.Tensor | None = None,
+        needle_positions: Sequence[int] | None = None,
+        **sampling,
+    ) -> DecodeResult:
+        """Decode the answer from a copy of the frozen cache, the last prompt token going through the
+        adapted W_Q. `suffix_ids` are fed after the prompt before generation starts (e.g. a re-asked
+        question after thinking). Sampling kwargs: do_sample, temperature, top_k, top_p, eos_token_id,
+        generator, stop_tokens."""
+        if self._closed:
+            raise RuntimeError("this qTTT session is closed (the model has been restored)")
+        first = self.input_ids[:, -1:]
+        if suffix_ids is not None:
+            suffix = torch.as_tensor(suffix_ids, device=first.device).reshape(1, -1).long()
+            first = torch.cat([first, suffix], 1)
+        t0 = time.perf_counter()
+        res = decode(
+            self.model,
+            self.cache.decoding_cache(),
+            first,
+            max_new_tokens,
+            needle_positions=needle_positions,
+            **sampling,
+        )
+        self.times["decode"] += time.perf_counter() - t0
+        self.decoded_tokens += len(res.tokens) + first.shape[1] - 1
+        return res
+
+    def next_token_logits(self) -> torch.Tensor:
+        """Logits for the first answer token (last prompt token through the adapted model)."""
+        return self.generate(1).first_logits
+
+    def account(self) -> dict:
+        """FLOPs (App. C units) and wall times of this request so far."""
+        k = self.spans[0][1] if self.spans else 0
+        acc = _flops.account(self.model.config, self.T, len(self.spans), k, self.decoded_tokens)
+        return {**acc.to_dict(), "seconds": dict(self.times)}
+
+    # --- restoration -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove the query update and restore flags/mode. Safe to call twice; runs on every exit path."""
+        if self._closed:
+            return
+        if self.delta is not None:
+            self.delta.remove()
+        for p, flag in self._saved_flags:
+            p.requires_grad_(flag)
+        self.model.train(self._was_training)
+        self._closed = True
+
+
+@contextmanager
+def adapt(model, input_ids, config: QTTConfig | None = None, *, progress: bool = False):
+    """Context manager of one qTTT request: ``with adapt(model, ids, cfg) as s: s.generate(...)``.
+
+    The model is restored bit-exactly on exit, also when the body or the adaptation raises.
+    """
+    session = QTTSession(model, input_ids, config, progress=progress)
+    try:
+        session.run()
+        yield session
+    finally:
+        session.close()
