@@ -40,6 +40,7 @@ class Annotation:
     judge: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     latency_s: float = 0.0
+    judge_latency_s: float = 0.0
     truncated: bool = False
     n_chunks: int = 1
     overflow_action: str = "fits"
@@ -256,6 +257,7 @@ class Annotator:
             per_chunk = [[] for _ in fit.parts]
             for (ci, _), (comp, hit) in zip(jobs, results):
                 hits.append(hit)
+                ann.judge_latency_s += 0.0 if hit else comp.latency_s
                 for k in usage:
                     usage[k] += int(comp.usage.get(k, 0))
                 ann.raw_response.append(comp.text)

@@ -15,6 +15,7 @@ becomes 0. Here:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -49,8 +50,13 @@ class ParsedAnnotation:
 
 
 def _names_for(mode_id: str, tax: TaxonomyVersion) -> list[str]:
+    return _names_cached(mode_id, tax.name, tax.by_id(mode_id).name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_cached(mode_id: str, tax_name: str, own_name: str) -> list[str]:
     names = {
-        tax.by_id(mode_id).name,
+        own_name,
         CODE_PROMPT_LABELS.get(mode_id, ""),
         DEFINITIONS_TXT_LABELS.get(mode_id, ""),
     }
@@ -182,6 +188,7 @@ def _preprocess(text: str) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=1024)
 def _mode_line_re(mode_id: str) -> re.Pattern:
     # line-anchored; optional bullets/markdown/"C"/"FM-" prefix; escaped ID not followed by another digit
     return re.compile(

@@ -178,6 +178,9 @@ class PrefixCacheSim:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = (
+        True  # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
+    )
     server: _StubHTTPServer
 
     def log_message(self, *args):  # quiet
@@ -204,6 +207,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         srv = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/").endswith("/stats/reset"):
+            srv.reset()
+            self._send(200, srv.stats())
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": f"no route {self.path}"})
             return
@@ -290,6 +297,14 @@ class _StubHTTPServer(ThreadingHTTPServer):
             self.status_counts[200] = self.status_counts.get(200, 0) + 1
             return None, 0
 
+    def reset(self):
+        self.prefix_cache = PrefixCacheSim()
+        with self._lock:
+            self.in_flight = self.max_in_flight = self.n_requests = 0
+            self.status_counts, self.fault_counts = {}, {}
+            self.system_messages, self.user_messages = [], []
+            self.prompt_tokens = self.cached_tokens = 0
+
     def leave(self):
         with self._lock:
             self.in_flight -= 1
@@ -353,12 +368,7 @@ class StubServer:
             self._thread.join(timeout=5)
 
     def reset_stats(self) -> None:
-        h = self.httpd
-        with h._lock:
-            h.in_flight = h.max_in_flight = h.n_requests = 0
-            h.status_counts, h.fault_counts = {}, {}
-            h.system_messages, h.user_messages = [], []
-            h.prompt_tokens = h.cached_tokens = 0
+        self.httpd.reset()
 
     def __getattr__(self, name):  # stats passthrough: srv.n_requests, srv.max_in_flight, ...
         if name in (
