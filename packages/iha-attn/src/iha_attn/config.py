@@ -35,6 +35,8 @@ class IHAConfig:
     * ``init``: ``"identity_noise"`` (α = identity + N(0, init_std), R averages each head's own pseudos;
       the noise breaks the symmetric fixed point, notes §6.4), ``"mha_exact"`` (layer == MHA; requires
       rope_mode != virtual) or ``"normal"``.
+    * ``out_features``: width of W_O's output (default ``hidden_size``; the synthetic tasks read out
+      wider or narrower than the input).
     * ``backend``: ``"sdpa"``, ``"eager"`` (explicit softmax, also linear attention), ``"flex"``
       (FlexAttention; CPU inference only) or ``"triton"`` (own kernels; CUDA or TRITON_INTERPRET=1).
     """
@@ -58,6 +60,7 @@ class IHAConfig:
     bias: bool = False
     qk_norm: bool = False
     attn_dropout: float = 0.0
+    out_features: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_heads < 1:
@@ -76,6 +79,8 @@ class IHAConfig:
                     "pass head_dim explicitly"
                 )
             self.head_dim = self.hidden_size // self.num_heads
+        if self.out_features is None:
+            self.out_features = self.hidden_size
         if self.v_head_dim is None:
             self.v_head_dim = self.head_dim
         if not isinstance(self.num_pseudo_heads, int) or self.num_pseudo_heads < 1:

@@ -45,7 +45,7 @@ class InterleavedHeadAttention(nn.Module):
         self.q_proj = nn.Linear(c.hidden_size, H * d, bias=c.bias)
         self.k_proj = nn.Linear(c.hidden_size, Hkv * d, bias=c.bias)
         self.v_proj = nn.Linear(c.hidden_size, Hkv * dv, bias=c.bias)
-        self.o_proj = nn.Linear(H * dv, c.hidden_size, bias=c.bias)
+        self.o_proj = nn.Linear(H * dv, c.out_features, bias=c.bias)
         self.q_norm = _HeadRMSNorm(d) if c.qk_norm else None
         self.k_norm = _HeadRMSNorm(d) if c.qk_norm else None
         self.mixing = IHAMixing(

@@ -1,0 +1,62 @@
+"""The paper's constructions solve their tasks exactly (notes §3.3 tests 2, 3, 9)."""
+
+import pytest
+import torch
+
+from iha_attn.constructions import (
+    cpm3_workspace_construction,
+    cpm3_workspace_target,
+    polynomial_filter_construction,
+    polynomial_filter_target,
+    tanh_witness,
+)
+from iha_attn.functional import iha_attention
+from iha_attn.tasks import cpm3_labels
+
+
+@pytest.mark.parametrize("H", [2, 3])
+def test_polynomial_filter_construction(H):
+    g = torch.Generator().manual_seed(H)
+    N = 10
+    A = torch.randn(N, N, generator=g, dtype=torch.float64)
+    A = 0.9 * A / torch.linalg.eigvals(A).abs().max()
+    X = torch.randn(N, 2, generator=g, dtype=torch.float64)
+    out = polynomial_filter_construction(A, X, H)
+    torch.testing.assert_close(out, polynomial_filter_target(A, X, H * H), atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("N", [4, 9])
+def test_cpm3_workspace_gives_all_cyclic_shifts(N):
+    x = torch.randn(N, dtype=torch.float64, generator=torch.Generator().manual_seed(N))
+    torch.testing.assert_close(
+        cpm3_workspace_construction(x), cpm3_workspace_target(x, N), atol=1e-6, rtol=1e-6
+    )
+
+
+def test_tanh_witness_is_nonlinear():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, dtype=torch.float64, generator=g) * 0.5
+    wq, wk, wv = (torch.randn(3, 3, dtype=torch.float64, generator=g) for _ in range(3))
+    f = tanh_witness(x, wq, wk, wv)
+    torch.testing.assert_close(f, torch.tanh((x @ wq) @ (x @ wk)) * (x @ wv))
+    assert (tanh_witness(2 * x, wq, wk, wv) - 2 * f).abs().max() > 1e-3  # MHA would be linear here
+
+
+def test_paper_plus_identity_witness_is_linear():
+    # App. B.1 as written (α^V_2 = +I): the output collapses to v, still linear in x (notes §6.14)
+    x = torch.randn(1, 1, 4, 3, dtype=torch.float64)
+    v = torch.randn(1, 1, 4, 3, dtype=torch.float64).mean(2, keepdim=True).expand(1, 1, 4, 3)
+    a_q = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)
+    a_k = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
+    a_v = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
+    out = iha_attention(x.mean(2, keepdim=True).expand_as(x), x.mean(2, keepdim=True).expand_as(x), v, a_q, a_k, a_v, torch.tensor([[1.0, 0.0]], dtype=torch.float64), mask_mode="none", backend="eager")  # fmt: skip
+    torch.testing.assert_close(out[0, 0, 0], v[0, 0, 0])
+
+
+def test_cpm3_labels_by_hand_and_order_sensitivity():
+    x = torch.tensor([[0, 1, 3]])
+    # i=0: pairs (j1,j2) with (0 + 17·x_j1 + x_j2) % 7 == 0. 17 ≡ 3: 3a+b ≡ 0 -> (0,0) only ... count by hand
+    exp = [sum((xi + 17 * a + b) % 7 == 0 for a in (0, 1, 3) for b in (0, 1, 3)) for xi in (0, 1, 3)]
+    assert cpm3_labels(x).tolist() == [exp]
+    with pytest.raises(ValueError, match="symmetric"):
+        cpm3_labels(x, M=5, G=11)
