@@ -1,0 +1,96 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mast.annotate import load_annotations
+from mast.cli import build_parser, main
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("taxonomy", "validate", "normalize", "annotate", "agree", "report", "stub-server", "bench"):
+        assert cmd in out
+    assert (
+        build_parser().parse_args(["annotate", "t.jsonl", "-o", "a.jsonl", "--judge", "stub"]).concurrency
+        == 8
+    )
+
+
+def test_taxonomy_validate_normalize(fixtures, tmp_path, capsys):
+    assert main(["taxonomy", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["modes"]) == 14
+    assert main(["validate", str(fixtures / "ag2.json")]) == 0
+    v = json.loads(capsys.readouterr().out)
+    assert v["format"] == "ag2" and v["leak_fields_found"] == {"note": 1, "other_data": 1}
+    out = tmp_path / "n.jsonl"
+    assert main(["normalize", str(fixtures / "mad.json"), "-o", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["labels"]["1.3"] == 1 and "sanitize" in rows[0]["metadata"]
+    assert main(["validate", str(tmp_path / "missing.json")]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mast.cli", "stub-server", "--style", "echo", "--fail-first", "429:1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().split("listening on", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        traces = tmp_path / "t.jsonl"
+        assert main(["normalize", str(fixtures / "mad.json"), "-o", str(traces)]) == 0
+        out, cache = tmp_path / "a.jsonl", tmp_path / "cache"
+        args = [
+            "annotate",
+            str(traces),
+            "-o",
+            str(out),
+            "--judge",
+            url,
+            "--model",
+            "stub",
+            "--cache",
+            str(cache),
+            "--concurrency",
+            "2",
+        ]
+        assert main(args) == 0
+        err = capsys.readouterr().err
+        assert json.loads(err.strip().splitlines()[-1])["judge_calls"] == 2
+        anns = load_annotations(out)
+        assert [a.trace_id for a in anns] == ["0", "1"] and all(a.ok for a in anns)
+        assert main(args) == 0  # cached
+        assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["judge_calls"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert main(["agree", str(traces), str(out), "--per-mode", "--bootstrap", "20"]) == 0
+    assert "Agreement on 2 common traces" in capsys.readouterr().out
+    md, png = tmp_path / "r.md", tmp_path / "r.png"
+    assert (
+        main(
+            [
+                "report",
+                str(out),
+                "--by",
+                "mas_name",
+                "--normalize",
+                "share",
+                "--md",
+                str(md),
+                "--plot",
+                str(png),
+                "--csv",
+                str(tmp_path / "r.csv"),
+            ]
+        )
+        == 0
+    )
+    assert "Normalisation: **share**" in md.read_text() and png.stat().st_size > 1000
+    assert main(["detect", str(fixtures / "hyperagent.json")]) == 0
