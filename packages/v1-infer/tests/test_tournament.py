@@ -38,7 +38,7 @@ def _drive(t: SwissTournament, judge_fn):
 @pytest.mark.parametrize("position", ["fixed", "random", "both"])
 def test_oracle_judge_always_picks_a_correct_candidate(position):
     rng = np.random.default_rng(0)
-    problems = _mixed_problems(rng, 300)
+    problems = _mixed_problems(rng, 150)
     # budgets count calls; 'both' spends 2 calls per pair, so B >= N pairs needs mult >= 2 there
     for mult in (1.0, 1.5, 2.0, 3.0) if position != "both" else (2.0, 3.0):
         cfg = TournamentConfig(budget_multiplier=mult, position=position, seed=3)

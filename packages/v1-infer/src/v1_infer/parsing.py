@@ -10,7 +10,7 @@ tie fallback is the tournament's ``on_parse_error`` policy).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<think(?:ing)?>", re.IGNORECASE)
@@ -21,16 +21,14 @@ _TAG = re.compile(r"<rating>" + _INT + r"</rating>")
 _CODE_BLOCK = re.compile(r"```[ \t]*([A-Za-z0-9_+\-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
-@dataclass(frozen=True)
-class ParsedPair:
+class ParsedPair(NamedTuple):
     rating_a: int | None
     rating_b: int | None
     ok: bool
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class ParsedPoint:
+class ParsedPoint(NamedTuple):
     rating: int | None
     ok: bool
     reason: str = ""
