@@ -71,6 +71,7 @@ class _Base:
         backend: str,
         adapt_gates: bool,
         dense: bool,
+        train_gates: bool = True,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -82,11 +83,17 @@ class _Base:
         self.meta_batch, self.backend = meta_batch, backend
         self.adapt_gates = adapt_gates and not dense
         self.dense = dense  # dense=True: masks off entirely (dense (i)MAML baseline / pretraining)
-        params = [p for n, p in dock.named_parameters() if not (dense and dock.is_gate(n))]
+        # train_gates=False freezes the gate logits (e.g. the random-mask control)
+        self.train_gates = train_gates and not dense
+        params = [p for n, p in dock.named_parameters() if self._trainable(n)]
         self.opt = torch.optim.Adam(params, lr=outer_lr, eps=outer_eps)
-        self.step_count = 0
+        # outside fit() (evaluation, test-time adaptation) the budget weight is at its final value
+        self.step_count = 1
         self.total_steps = 1
         self.history: list[dict] = []
+
+    def _trainable(self, name: str) -> bool:
+        return self.train_gates or not self.dock.is_gate(name)
 
     # subclasses: meta_gradient(task) -> dict name -> grad
     def _mode(self) -> str:
@@ -107,9 +114,8 @@ class _Base:
             rem.append(r)
         self.opt.zero_grad(set_to_none=True)
         for n, p in self.dock.named_parameters():
-            if self.dense and self.dock.is_gate(n):
-                continue
-            p.grad = grads[n]
+            if self._trainable(n):
+                p.grad = grads[n]
         self.opt.step()
         self.step_count += 1
         rec = {
@@ -144,6 +150,7 @@ class _Base:
                     best, best_state = acc, {k: v.detach().clone() for k, v in self.dock.state_dict().items()}
         if best_state is not None:
             self.dock.load_state_dict(best_state)
+        self.step_count = self.total_steps  # test-time adaptation uses the final budget weight
         return self.history
 
     def evaluate(self, tasks: Sequence[Task], progress: bool = True) -> EvalResult:
@@ -188,11 +195,21 @@ class IMAMLTrainer(_Base):
         backend: str = "torch.func",
         adapt_gates: bool = True,
         dense: bool = False,
+        train_gates: bool = True,
     ):
         if mode not in ("faithful", "exact"):
             raise ValueError(f"mode must be 'faithful' or 'exact', got {mode!r}")
         super().__init__(
-            dock, inner_lr, inner_steps, outer_lr, outer_eps, meta_batch, backend, adapt_gates, dense
+            dock,
+            inner_lr,
+            inner_steps,
+            outer_lr,
+            outer_eps,
+            meta_batch,
+            backend,
+            adapt_gates,
+            dense,
+            train_gates,
         )
         self.mode, self.lam, self.cg_steps = mode, lam, cg_steps
         self.cg_damping, self.lam_damping = cg_damping, lam_damping
@@ -232,31 +249,29 @@ class IMAMLTrainer(_Base):
         dock = self.dock
         adapted = self.adapt(task)
         phi = adapted.params
-        names = [n for n in phi if not (self.dense or not self.adapt_gates) or not dock.is_gate(n)]
+        # implicit (CG) gradient for what the inner loop adapts; gates that are meta-learned but not
+        # adapted (shared-mask ablation) get the plain outer gradient (d phi / d theta = I for them)
+        adapted_names = [n for n in phi if not dock.is_gate(n) or self.adapt_gates]
+        direct_names = [n for n in phi if dock.is_gate(n) and not self.adapt_gates and self.train_gates]
         mode = "off" if self.dense else "ste"
-        loss_q = (
-            outer_loss(
-                dock, phi, task.query_x, task.query_y, self.step_count, self.total_steps, gates=not self.dense
-            )
-            if not self.dense
-            else F.cross_entropy(dock.fforward(phi, task.query_x, "off"), task.query_y)
-        )
-        g = torch.autograd.grad(loss_q, [phi[n] for n in names], allow_unused=True)
-        g = torch.cat(
-            [(gi if gi is not None else torch.zeros_like(phi[n])).reshape(-1) for gi, n in zip(g, names)]
-        )
+        if self.dense:
+            loss_q = F.cross_entropy(dock.fforward(phi, task.query_x, "off"), task.query_y)
+        else:
+            loss_q = outer_loss(dock, phi, task.query_x, task.query_y, self.step_count, self.total_steps)
+        wanted = adapted_names + direct_names
+        gl = torch.autograd.grad(loss_q, [phi[n] for n in wanted], allow_unused=True)
+        gd = {n: (gi if gi is not None else torch.zeros_like(phi[n])).detach() for gi, n in zip(gl, wanted)}
+        g = torch.cat([gd[n].reshape(-1) for n in adapted_names])
 
         def support_loss(plist):
             p = dict(phi)
-            p.update(zip(names, plist))
+            p.update(zip(adapted_names, plist))
             return F.cross_entropy(dock.fforward(p, task.support_x, mode), task.support_y)
 
-        hvp = hvp_fn(support_loss, [phi[n] for n in names])
-        x = implicit_meta_grad(
-            hvp, g.detach(), self.lam, self.mode, self.cg_steps, self.cg_damping, self.lam_damping
-        )
-        out, i = {}, 0
-        for n in names:
+        hvp = hvp_fn(support_loss, [phi[n] for n in adapted_names])
+        x = implicit_meta_grad(hvp, g, self.lam, self.mode, self.cg_steps, self.cg_damping, self.lam_damping)
+        out, i = {n: gd[n] for n in direct_names}, 0
+        for n in adapted_names:
             k = phi[n].numel()
             out[n] = x[i : i + k].view_as(phi[n])
             i += k
@@ -280,9 +295,19 @@ class MAMLTrainer(_Base):
         vmap_tasks: bool = False,
         adapt_gates: bool = True,
         dense: bool = False,
+        train_gates: bool = True,
     ):
         super().__init__(
-            dock, inner_lr, inner_steps, outer_lr, outer_eps, meta_batch, backend, adapt_gates, dense
+            dock,
+            inner_lr,
+            inner_steps,
+            outer_lr,
+            outer_eps,
+            meta_batch,
+            backend,
+            adapt_gates,
+            dense,
+            train_gates,
         )
         if vmap_tasks and backend != "torch.func":
             raise ValueError("vmap_tasks needs backend='torch.func'")
@@ -372,7 +397,8 @@ class MAMLTrainer(_Base):
         grads, values = g_fn(theta, xs, ys, xq, yq)
         self.opt.zero_grad(set_to_none=True)
         for n, p in self.dock.named_parameters():
-            p.grad = grads[n].mean(0)
+            if self._trainable(n):
+                p.grad = grads[n].mean(0)
         self.opt.step()
         self.step_count += 1
         rec = {
