@@ -75,8 +75,9 @@ class QTTSession:
     def __init__(self, model, input_ids, config: QTTConfig | None = None, progress: bool = False):
         self.model = model
         self.config = config or QTTConfig()
-        self.input_ids = _as_ids(input_ids).to(model.device)
-        check_request(model, self.input_ids)
+        ids = _as_ids(input_ids)
+        check_request(model, ids)
+        self.input_ids = ids.to(model.device)
         self.progress = progress
         self.losses: list[float] = []
         self.spans: list[tuple[int, int]] = []
