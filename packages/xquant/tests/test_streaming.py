@@ -36,7 +36,7 @@ def test_streaming_equals_one_shot_codes(axis, g):
 
 def test_per_channel_never_quantizes_one_token_groups():
     s = TokenStore(2, 8, "channel", residual_length=0)
-    for t in range(7):
+    for _ in range(7):
         s.push(torch.randn(1, 1, 16))
         assert s.take_flush() is None  # 7 tokens < one group: stay full precision
     s.push(torch.randn(1, 1, 16))

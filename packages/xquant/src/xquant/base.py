@@ -19,6 +19,8 @@ class SharedState:
         self.batch_size: int | None = None
         self.simulate = False
         self.simulated = False
+        #: optional callback(layer_idx, k_exact, v_exact, k_hat, v_hat) in simulate mode (benchmarks)
+        self.on_simulated = None
         # XQuant-CL transient accumulator (notes §1.4 ambiguity 1: rebuilt every step, not stored)
         self.acc: torch.Tensor | None = None
         self.acc_layer: int | None = None
@@ -134,7 +136,10 @@ class HookedLayer(CacheLayerMixin):
         if st.simulate:
             # teacher-forced simulation: every token's K/V comes from the cache (paper's PPL protocol)
             cos, sin = st.rope.cos_sin(k_pre, 0, self.n_tokens)
-            return apply_rope(k_pre, cos, sin).to(key_states.dtype), v.to(value_states.dtype)
+            k_hat, v_hat = apply_rope(k_pre, cos, sin).to(key_states.dtype), v.to(value_states.dtype)
+            if st.on_simulated is not None and self.n_tokens == q:
+                st.on_simulated(self.idx, key_states, value_states, k_hat, v_hat)
+            return k_hat, v_hat
         n_past = self.n_tokens - q
         if n_past == 0:
             return key_states, value_states  # prefill attention uses exact K/V (notes pitfall 4)

@@ -1,0 +1,79 @@
+"""Triton kernels vs the torch references under TRITON_INTERPRET=1 (fp32/fp16 only; notes pitfall 11)."""
+
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no CUDA and TRITON_INTERPRET is not set", allow_module_level=True)
+
+from xquant.kernels.reference import dequant_matmul_ref, quantize_pack_ref  # noqa: E402
+from xquant.kernels.triton_dequant_matmul import dequant_matmul  # noqa: E402
+from xquant.kernels.triton_pack import quantize_pack  # noqa: E402
+from xquant.quant import quantize  # noqa: E402
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("g", [16, 64])
+def test_quantize_pack_matches_reference_bitwise(bits, g):
+    x = torch.randn(2, 7, 64, generator=torch.Generator().manual_seed(bits)) * 2
+    ref = quantize_pack_ref(x, bits, g)
+    tri = quantize_pack(x, bits, g)
+    assert torch.equal(tri.codes, ref.codes)
+    assert torch.equal(tri.scale, ref.scale) and torch.equal(tri.zero, ref.zero)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_dequant_matmul_matches_reference(bits, dtype):
+    g = torch.Generator().manual_seed(10 + bits)
+    x = torch.randn(2, 40, 64, generator=g)
+    w = (torch.randn(64, 96, generator=g) / 8).to(dtype)
+    bias = (torch.randn(96, generator=g) / 4).to(dtype)
+    q = quantize(x, bits, 32, "token")
+    ref = dequant_matmul_ref(q, w, bias)
+    out = dequant_matmul(q, w, bias)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+
+
+def test_dequant_matmul_per_channel_codes():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 64, 32, generator=g)
+    w = torch.randn(32, 48, generator=g) / 6
+    q = quantize(x, 4, 16, "channel")
+    torch.testing.assert_close(dequant_matmul(q, w), dequant_matmul_ref(q, w), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_rope_epilogue_matches_reference(dtype):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 24, 64, generator=g)
+    w = (torch.randn(64, 64, generator=g) / 8).to(dtype)
+    bias = (torch.randn(64, generator=g) / 4).to(dtype)
+    ang = torch.rand(2, 24, 16, generator=g) * 6
+    cos = torch.cat([ang.cos(), ang.cos()], -1)
+    sin = torch.cat([ang.sin(), ang.sin()], -1)
+    q = quantize(x, 3, 32, "token")
+    ref = dequant_matmul_ref(q, w, bias, rope=(cos, sin), head_dim=32)
+    out = dequant_matmul(q, w, bias, rope=(cos, sin), head_dim=32)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out, ref, atol=tol, rtol=tol)
+
+
+def test_triton_backend_cache_matches_torch_backend(tiny):
+    from xquant import XQuantCache, XQuantConfig
+
+    model = tiny("qwen2")  # k/v bias goes through the fused GEMM
+    ids = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(5))
+    outs = {}
+    for backend in ("torch", "triton"):
+        cfg = XQuantConfig(bits=4, group_size=32, residual_length=2, backend=backend)
+        with XQuantCache.from_model(model, cfg) as cache:
+            with torch.no_grad():
+                model(input_ids=ids, past_key_values=cache, use_cache=True)
+                outs[backend] = model(input_ids=ids[:, :1], past_key_values=cache, use_cache=True).logits
+            assert cache.layers[0].backend.name == backend
+    torch.testing.assert_close(outs["triton"], outs["torch"], atol=1e-4, rtol=1e-4)
