@@ -118,3 +118,12 @@ def test_all_modes_from_stub_styles():
         [a] = Annotator(StubJudge(beh)).annotate(_traces(1))
         assert a.labels == beh.labels_for(_traces(1)[0].text()), style
         assert set(a.labels) == set(MAST_V3.ids)
+
+
+def test_structured_output_rejected_falls_back_to_text():
+    ts = _traces(2)
+    with StubServer(StubBehaviour(style="terse", reject_structured=True)) as srv:
+        judge = OpenAICompatibleJudge(srv.base_url, "stub")
+        anns = Annotator(judge, layout="json", concurrency=1).annotate(ts)
+    assert judge.supports_structured_output is False
+    assert all(a.ok and all(v is not None for v in a.labels.values()) for a in anns)

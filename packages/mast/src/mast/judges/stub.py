@@ -51,6 +51,7 @@ class StubBehaviour:
     latency_s: float = 0.0
     prefill_s_per_token: float = 0.0
     fail_first: dict[int, int] = field(default_factory=dict)  # {429: 1, 500: 1}: per-trace faults first
+    reject_structured: bool = False  # answer HTTP 400 to requests carrying response_format (old servers)
 
     def __post_init__(self):
         if self.style not in STYLES:
@@ -207,9 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         srv = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/").endswith("/stats/reset"):
+        if self.path.rstrip("/").endswith("/stats/reset"):  # returns the stats *before* the reset
+            before = srv.stats()
             srv.reset()
-            self._send(200, srv.stats())
+            self._send(200, before)
             return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": f"no route {self.path}"})
@@ -219,6 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
             messages = req["messages"]
         except (json.JSONDecodeError, KeyError, TypeError):
             self._send(400, {"error": "body must be JSON with 'messages'"})
+            return
+        if srv.behaviour.reject_structured and "response_format" in req:
+            self._send(400, {"error": {"message": "response_format is not supported by this server"}})
             return
         code, retry_after = srv.enter(messages)
         try:
