@@ -1,0 +1,82 @@
+"""Mechanism diagnostics (notes §5.2, E2/E3): aux-head entropy over training, and a linear shortcut probe.
+
+* `AuxEntropyTracker`: a `fit` callback recording the aux head's prediction entropy (and its accuracy on
+  the label) on a fixed probe batch every ``every`` steps. Forgetting pushes the entropy toward log K.
+* `shortcut_probe`: how linearly decodable an attribute (e.g. the spurious one) is from a layer's
+  features: logistic regression fitted on one half of the examples, accuracy on the other half.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .hooks import forward_to
+from .losses import prediction_entropy
+
+
+@torch.no_grad()
+def layer_features(
+    model: nn.Module, layer: str, x: torch.Tensor, batch_size: int = 512, pool: str = "flatten"
+) -> np.ndarray:
+    """Outputs of ``layer`` for ``x`` (eval mode), flattened or pooled (`feature_sieve.heads.Pool` modes)."""
+    from .heads import Pool
+
+    pooler = Pool(pool)
+    was = model.training
+    model.eval()
+    try:
+        feats = [
+            pooler(forward_to(model, layer, x[s : s + batch_size])).flatten(1).float().cpu()
+            for s in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was)
+    return torch.cat(feats).numpy()
+
+
+def shortcut_probe(
+    model: nn.Module,
+    layer: str,
+    x: torch.Tensor,
+    attribute: torch.Tensor,
+    seed: int = 0,
+    C: float = 1.0,
+    pool: str = "flatten",
+) -> float:
+    """Held-out accuracy of a logistic-regression probe for ``attribute`` on ``layer``'s features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    a = np.asarray(torch.as_tensor(attribute).cpu())
+    if len(np.unique(a)) < 2:
+        raise ValueError("the probe needs at least two attribute values in the data")
+    f = layer_features(model, layer, x, pool=pool)
+    perm = np.random.default_rng(seed).permutation(len(a))
+    tr, te = perm[: len(a) // 2], perm[len(a) // 2 :]
+    sc = StandardScaler().fit(f[tr])
+    clf = LogisticRegression(C=C, max_iter=2000).fit(sc.transform(f[tr]), a[tr])
+    return float(clf.score(sc.transform(f[te]), a[te]))
+
+
+class AuxEntropyTracker:
+    """`fit` callback: aux-head entropy / label accuracy on a fixed batch every ``every`` steps."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, every: int = 10):
+        self.x, self.y, self.every = x, y, int(every)
+        self.steps: list[int] = []
+        self.entropy: list[float] = []
+        self.acc: list[float] = []
+
+    def __call__(self, method, step: int, log: dict) -> None:
+        if step % self.every:
+            return
+        was = method.training
+        method.eval()
+        with torch.no_grad():
+            logits = method.aux_logits(self.x.to(next(method.parameters()).device))
+        method.train(was)
+        self.steps.append(step)
+        self.entropy.append(float(prediction_entropy(logits)))
+        self.acc.append(float((logits.argmax(1).cpu() == self.y).float().mean()))
