@@ -88,9 +88,13 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
                 str(png),
                 "--csv",
                 str(tmp_path / "r.csv"),
+                "--traces",
+                str(traces),
             ]
         )
         == 0
     )
-    assert "Normalisation: **share**" in md.read_text() and png.stat().st_size > 1000
+    text = md.read_text()
+    assert "Normalisation: **share**" in text and png.stat().st_size > 1000
+    assert "Deterministic detectors vs judge" in text and "step_repetition" in text
     assert main(["detect", str(fixtures / "hyperagent.json")]) == 0

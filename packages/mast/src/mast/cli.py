@@ -193,6 +193,14 @@ def cmd_report(a) -> int:
         + "\n## Top co-occurring pairs\n\n"
         + rp.to_markdown(rp.cooccurrence(anns)[:10], digits=2)
     )
+    if a.traces:  # deterministic detectors reported beside the judge (never merged into its labels)
+        from .detectors import cross_check
+        from .traces import load_traces
+
+        rows_cc = cross_check(load_traces(a.traces), anns)
+        for r in rows_cc:
+            r["disagree_ids"] = ",".join(r["disagree_ids"][:5])
+        md += "\n## Deterministic detectors vs judge\n\n" + rp.to_markdown(rows_cc)
     if a.md:
         Path(a.md).write_text(md)
     else:
@@ -328,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md", default="")
     s.add_argument("--csv", default="")
     s.add_argument("--plot", default="")
+    s.add_argument("--traces", default="", help="the annotated traces: adds the detector cross-check table")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("detect", help="deterministic detectors (step repetition, reset, missing termination)")
