@@ -148,6 +148,9 @@ class Annotator:
         self.judge, self.taxonomy, self.layout = judge, taxonomy, layout
         self.concurrency, self.n_samples = concurrency, n_samples
         self.temperature, self.seed, self.max_tokens = temperature, seed, max_tokens
+        ctx_limit = getattr(judge, "max_context", None)  # a local model's context bounds the input budget
+        if ctx_limit and max_input_tokens > ctx_limit - max_tokens:
+            max_input_tokens = max(ctx_limit - max_tokens, 1)
         self.max_input_tokens, self.on_overflow = max_input_tokens, on_overflow
         self.chunk_overlap_tokens, self.count = chunk_overlap_tokens, token_counter
         self.cache = CompletionCache(cache_dir) if cache_dir else None
