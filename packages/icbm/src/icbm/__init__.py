@@ -4,7 +4,7 @@ Chauhan et al., "Interactive Concept Bottleneck Models", AAAI 2023, reimplemente
 following the design notes (shared/papers/icbm.md).
 """
 
-from . import data, policies
+from . import data, experiments, policies
 from .candidates import build_candidates, candidate_label_logits
 from .dialogue import InteractiveDialogue, Query
 from .evaluate import InterventionCurve, evaluate_interventions
@@ -58,6 +58,7 @@ __all__ = [
     "candidate_label_logits",
     "data",
     "evaluate_interventions",
+    "experiments",
     "fit",
     "label_probs",
     "linear_cbm",

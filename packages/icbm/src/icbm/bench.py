@@ -243,6 +243,60 @@ def _e4(ctx, seed, sizes, epochs, budget=10):
     )
 
 
+def _e3(ctx, seeds, sizes, epochs, k=3):
+    """Static vs dynamic: the CooP - static gap should shrink when occlusion is a fixed property of a concept."""
+    from paperworks_shared.bench import new_figure
+
+    from .policies import StaticGreedy
+
+    rows, gaps = [], {"instance": [], "fixed": []}
+    for occl in ("instance", "fixed"):
+        for s in seeds:
+            task = OccludedConceptsTask(seed=s, occlusion=occl)
+            model, _tr, va, te = train_synthetic(task, sizes, split_seed=s, epochs=epochs)
+            logits = predict_concept_logits(model, te)
+            coop = evaluate_interventions(model, te, CooP(beta=10), k, concept_logits=logits).accuracy[k]
+            static = evaluate_interventions(
+                model, te, StaticGreedy.fit(model, va, n_steps=k), k, concept_logits=logits
+            ).accuracy[k]
+            gaps[occl].append(coop - static)
+            rows.append(
+                {
+                    "occlusion": occl,
+                    "seed": s,
+                    f"coop k={k}": float(coop),
+                    f"static k={k}": float(static),
+                    "coop - static": float(coop - static),
+                }
+            )
+    gi, gf = float(np.mean(gaps["instance"])), float(np.mean(gaps["fixed"]))
+    verdict = (
+        f"CooP - static at k={k}: instance-specific occlusion {gi:+.3f}, fixed occlusion {gf:+.3f} "
+        f"(mean over {len(seeds)} seeds). "
+        + (
+            "The gap shrinks when a static order can learn what to ask, as the notes predicted"
+            if gf < gi
+            else "The gap does NOT shrink under fixed occlusion"
+        )
+        + ("; CooP stays >= static." if min(gaps["fixed"]) >= -0.005 else "; static beats CooP on some seed.")
+    )
+    fig, ax = new_figure(1, 1)
+    ax[0][0].bar(["instance", "fixed"], [gi, gf], color=["tab:blue", "tab:orange"])
+    ax[0][0].set_ylabel(f"accuracy(CooP) - accuracy(static) at k={k}")
+    ax[0][0].set_title("E3 static vs dynamic by occlusion type")
+    ctx.record(
+        "static_vs_dynamic",
+        rows=rows,
+        metrics={"gap_instance": gi, "gap_fixed": gf},
+        figure=fig,
+        claim="Notes E3: the dynamic policy's advantage over a static order comes from instance-specific "
+        "uncertainty; with concept-fixed occlusion the gap shrinks (prototype: +0.06..0.10 -> "
+        "+0.003..0.053).",
+        verdict=verdict,
+        params={"seeds": list(seeds), "sizes": list(sizes), "beta": 10},
+    )
+
+
 def _timing(ctx, batch, n_groups, per_group, n_classes, reps):
     """Per-step scoring cost at CUB-like shape: linear low-rank path vs the general head path."""
     torch.manual_seed(0)
@@ -319,6 +373,7 @@ def run(ctx) -> None:
     _e1(ctx, seeds, sizes, epochs, budget=10)
     _e2(ctx, tuple(range(ctx.pick(smoke=1, cpu=3, gpu=5))), sizes, epochs)
     _e4(ctx, 0, sizes, epochs)
+    _e3(ctx, tuple(range(ctx.pick(smoke=1, cpu=3, gpu=5))), sizes, epochs)
     _timing(
         ctx,
         batch=ctx.pick(smoke=128, cpu=512, gpu=8192),

@@ -25,11 +25,12 @@ class OracleGreedy(Policy):
             )
         c, y = truth[0], truth[1]
         vis = truth[2] if len(truth) > 2 and truth[2] is not None else torch.ones_like(c, dtype=torch.bool)
+        model = state.model
         member = state.groups.membership(c.device).bool()  # (K, C)
-        out = []
-        for k in range(len(state.groups)):
-            m = state.revealed_mask | (member[k][None] & vis.bool())
-            v = torch.where(m, c.float(), state.revealed_values)
-            pi = label_probs(state.model.predict_label(state.concept_logits, m, v))
-            out.append(pi.gather(1, y.long()[:, None])[:, 0])
-        return torch.stack(out, dim=1)
+        b, k = state.revealed_groups.shape
+        # every group's true reveal for every row, in one batched head call: (B, K, C) -> (B*K, C)
+        over = member[None] & vis.bool()[:, None, :] & ~state.revealed_mask[:, None, :]
+        cur = state.bottleneck[:, None, :]
+        cand = torch.where(over, model.tau(c.float())[:, None, :], cur)
+        pi = label_probs(model.head(cand.reshape(b * k, -1))).reshape(b, k, -1)
+        return pi.gather(2, y.long()[:, None, None].expand(b, k, 1))[..., 0]
