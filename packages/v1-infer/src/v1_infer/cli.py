@@ -208,6 +208,20 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_pairrl(a) -> int:
+    from .pairrl.study import run_small_world
+
+    modes = tuple(a.modes.split(","))
+    rows, extra = run_small_world(a.sft_steps, a.steps, a.eval_problems, a.seed, modes, progress=True)
+    from paperworks_shared.bench import markdown_table
+
+    print(markdown_table(rows))
+    print(f"SFT loss {extra['sft_loss_first']:.3f} -> {extra['sft_loss_last']:.3f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"rows": rows, **extra}, indent=1, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="v1-infer",

@@ -14,3 +14,5 @@ __all__ = [
     "point_verifier_reward",
     "token_mean_clipped_loss",
 ]
+
+# the torch trainer and the toy world are imported on demand: `from v1_infer.pairrl.trainer import ...`
