@@ -1,13 +1,14 @@
 """Every package works alone: build its wheel, install it with paperworks-shared into an empty venv, import it.
 
-Slow (a venv per package); versions are constrained to the workspace lock so nothing new is downloaded
-when uv's cache already holds the locked wheels.
+Slow (a venv per package, prepared in parallel); versions are constrained to the workspace lock so
+nothing new is downloaded when uv's cache already holds the locked wheels.
 """
 
 import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,20 +27,61 @@ def _uv() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "uv"]
 
 
-def _run(cmd, **kw):
+def _run(cmd, **kw) -> tuple[int, str]:
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    assert res.returncode == 0, (
-        f"{' '.join(map(str, cmd))} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
-    )
-    return res
+    return res.returncode, f"$ {' '.join(map(str, cmd))}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+
+def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) -> tuple[bool, str]:
+    meta = tomllib.loads((member / "pyproject.toml").read_text())["project"]
+    name = meta["name"]
+    module = meta["scripts"][name].split(":")[0].split(".")[0]
+    shared_whl = next(wheel_dir.glob("paperworks_shared-*.whl"))
+    pkg_whl = next(wheel_dir.glob(f"{name.replace('-', '_')}-*.whl"))
+    venv = base / name
+    py = venv / "bin" / "python"
+    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
+    env.pop("PYTHONPATH", None)
+    steps = [
+        [*_uv(), "venv", "-q", "--python", sys.executable, str(venv)],
+        [
+            *_uv(),
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(py),
+            "-c",
+            str(constraints),
+            str(shared_whl),
+            str(pkg_whl),
+        ],
+        [
+            str(py),
+            "-c",
+            f"import {module}, importlib.metadata as m; assert m.version('{name}') == '{meta['version']}'",
+        ],
+        [str(venv / "bin" / name), "--help"],
+    ]
+    log = []
+    for cmd in steps:
+        rc, out = _run(cmd, env=env, cwd=base)
+        log.append(out)
+        if rc != 0:
+            return False, "\n".join(log)
+    rc, listed = _run([*_uv(), "pip", "list", "--python", str(py), "--format", "freeze"], env=env)
+    others = [m.name for m in MEMBERS if m.name != name and f"\n{m.name}==" in "\n" + listed.lower()]
+    if others:
+        return False, f"other paperworks packages were installed alongside {name}: {others}"
+    return True, "\n".join(log)
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory):
+def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheels")
-    _run([*_uv(), "build", "--all-packages", "--wheel", "-o", str(out)], cwd=ROOT)
-    constraints = out / "constraints.txt"
-    res = _run(
+    rc, log = _run([*_uv(), "build", "--all-packages", "--wheel", "-q", "-o", str(out)], cwd=ROOT)
+    assert rc == 0, log
+    res = subprocess.run(
         [
             *_uv(),
             "export",
@@ -54,54 +96,20 @@ def wheels(tmp_path_factory):
             "--no-annotate",
         ],
         cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
+    assert res.returncode == 0, res.stderr
+    constraints = out / "constraints.txt"
     constraints.write_text(res.stdout)
-    return out, constraints
+    base = tmp_path_factory.mktemp("venvs")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {m.name: pool.submit(_check_member, m, out, constraints, base) for m in MEMBERS}
+        return {k: f.result() for k, f in futures.items()}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("member", MEMBERS, ids=[m.name for m in MEMBERS])
-def test_package_installs_and_imports_alone(member, wheels, tmp_path):
-    wheel_dir, constraints = wheels
-    meta = tomllib.loads((member / "pyproject.toml").read_text())["project"]
-    name = meta["name"]
-    module = meta["scripts"][name].split(":")[0].split(".")[0]
-    norm = name.replace("-", "_")
-    shared_whl = next(wheel_dir.glob("paperworks_shared-*.whl"))
-    pkg_whl = next(wheel_dir.glob(f"{norm}-*.whl"))
-    venv = tmp_path / "venv"
-    _run([*_uv(), "venv", "-q", "--python", sys.executable, str(venv)])
-    py = venv / "bin" / "python"
-    env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-    _run(
-        [
-            *_uv(),
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(py),
-            "-c",
-            str(constraints),
-            str(shared_whl),
-            str(pkg_whl),
-        ],
-        env=env,
-    )
-    res = _run(
-        [
-            str(py),
-            "-c",
-            f"import {module}, importlib.metadata as m; print({module}.__name__, m.version('{name}'))",
-        ]
-    )
-    assert res.stdout.split() == [module, meta["version"]]
-    # no other paperworks package came along
-    listed = _run([*_uv(), "pip", "list", "--python", str(py), "--format", "freeze"], env=env).stdout.lower()
-    others = {m.name for m in MEMBERS} - {name}
-    assert not [o for o in others if f"{o}==" in listed], listed
-    # the console script explains itself
-    script = venv / "bin" / name
-    assert script.exists(), f"console script {name} not installed"
-    helped = _run([str(script), "--help"])
-    assert "usage" in helped.stdout.lower()
+@pytest.mark.parametrize("member", [m.name for m in MEMBERS])
+def test_package_installs_imports_and_runs_alone(member, results):
+    ok, log = results[member]
+    assert ok, log
