@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.utils.data
 from torch.utils.data import Dataset
 
 
@@ -69,3 +70,38 @@ class IndexedDataset(Dataset):
         if len(item) == 2:
             return item[0], item[1], i
         return item[0], item[1], item[2], i
+
+
+class TensorLoader:
+    """A minimal, fast DataLoader for in-memory tensors: yields slices of a (re)shuffled order.
+
+    ``torch.utils.data.DataLoader`` indexes and collates example by example, which dominates the cost of
+    tiny models; this iterates whole slices. Shuffling draws from ``generator`` (or torch's global RNG,
+    which checkpoints save and restore) once per epoch.
+    """
+
+    def __init__(self, tensors, batch_size: int = 64, shuffle: bool = False, generator=None):
+        if isinstance(tensors, torch.utils.data.TensorDataset):
+            tensors = tensors.tensors
+        tensors = tuple(tensors)
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorLoader needs tensors of equal length")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return (len(self.tensors[0]) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n = len(self.tensors[0])
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        for i in range(0, n, self.batch_size):
+            if order is None:
+                yield tuple(t[i : i + self.batch_size] for t in self.tensors)
+            else:
+                sel = order[i : i + self.batch_size]
+                yield tuple(t[sel] for t in self.tensors)
