@@ -3,7 +3,8 @@
 * `AuxEntropyTracker`: a `fit` callback recording the aux head's prediction entropy (and its accuracy on
   the label) on a fixed probe batch every ``every`` steps. Forgetting pushes the entropy toward log K.
 * `shortcut_probe`: how linearly decodable an attribute (e.g. the spurious one) is from a layer's
-  features: logistic regression fitted on one half of the examples, accuracy on the other half.
+  features: logistic regression fitted on one half of the examples, accuracy on the other half
+  (raw pooled features and a bounded-norm probe by default; see its docstring).
 """
 
 from __future__ import annotations
@@ -42,10 +43,18 @@ def shortcut_probe(
     x: torch.Tensor,
     attribute: torch.Tensor,
     seed: int = 0,
-    C: float = 1.0,
-    pool: str = "flatten",
+    C: float = 0.01,
+    pool: str = "avg",
+    standardize: bool = False,
 ) -> float:
-    """Held-out accuracy of a logistic-regression probe for ``attribute`` on ``layer``'s features."""
+    """Held-out accuracy of a logistic-regression probe for ``attribute`` on ``layer``'s features.
+
+    By default the probe reads the *raw* pooled features (what the aux head and the next layer see)
+    with a bounded-norm (L2, ``C=0.01``) logistic regression: it measures whether the shortcut is
+    readable at the features' own scale. The sieve mostly *shrinks* the shortcut's direction rather
+    than deleting it: with ``standardize=True`` (every feature rescaled to unit variance) the toy
+    benchmark's shortcut stays perfectly decodable after sieving too; both are reported there.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -55,9 +64,11 @@ def shortcut_probe(
     f = layer_features(model, layer, x, pool=pool)
     perm = np.random.default_rng(seed).permutation(len(a))
     tr, te = perm[: len(a) // 2], perm[len(a) // 2 :]
-    sc = StandardScaler().fit(f[tr])
-    clf = LogisticRegression(C=C, max_iter=2000).fit(sc.transform(f[tr]), a[tr])
-    return float(clf.score(sc.transform(f[te]), a[te]))
+    if standardize:
+        sc = StandardScaler().fit(f[tr])
+        f = sc.transform(f)
+    clf = LogisticRegression(C=C, max_iter=3000).fit(f[tr], a[tr])
+    return float(clf.score(f[te], a[te]))
 
 
 class AuxEntropyTracker:
