@@ -66,3 +66,20 @@ def test_evaluate_on_npz(tmp_path, capsys):
     main(["evaluate", "--checkpoint", str(m), "--data", str(tmp_path / "d.npz"), "--budget", "3"])
     assert "| oracle |" in capsys.readouterr().out
     assert torch.is_tensor(load_checkpoint(m)[0].q_low)
+
+
+def test_demo_prints_all_policies(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PAPERWORKS_CACHE", str(tmp_path))
+    main(["demo", "--n-train", "400", "--epochs", "3", "--budget", "2"])
+    out = capsys.readouterr().out
+    for name in ("random", "static-greedy", "uncertainty", "coop", "eig", "oracle"):
+        assert f"| {name} |" in out
+    assert list(tmp_path.glob("icbm-synthetic/*/DONE"))  # the trained model was cached
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("train", "evaluate", "ask", "bench"):
+        assert cmd in out
