@@ -51,3 +51,32 @@ def test_rl_steps_run_and_change_weights(tiny, mode):
     assert changed
     if mode == "rl":
         assert all(x["judge_prompts"] == 0 for x in log)
+
+
+def test_cli_pairrl_tiny_run(tmp_path, capsys):
+    import json
+
+    from v1_infer.cli import main
+
+    out = tmp_path / "p.json"
+    assert (
+        main(
+            [
+                "pairrl",
+                "--modes",
+                "pair,rl",
+                "--sft-steps",
+                "3",
+                "--steps",
+                "1",
+                "--eval-problems",
+                "4",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    data = json.loads(out.read_text())
+    assert [r["model"] for r in data["rows"]] == ["warm start (SFT)", "pair RL", "rl RL"]
+    assert "verifier_acc" in capsys.readouterr().out

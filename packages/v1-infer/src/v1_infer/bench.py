@@ -289,6 +289,35 @@ def bench_e2e(ctx, n_problems, n_cands, max_tokens):
     )
 
 
+def bench_pairrl(ctx, sft_steps, rl_steps, eval_problems):
+    """Issue 9 study: PairRL vs PointRL vs RL-only on the small world (same warm start, same settings)."""
+    from .pairrl.study import run_small_world
+
+    rows, extra = run_small_world(sft_steps, rl_steps, eval_problems, seed=0)
+    by = {r["model"]: r for r in rows}
+    fmt = lambda m: (
+        f"{m}: Pass@1 {by[m]['pass@1']:.3f}, verifier acc {by[m]['verifier_acc']:.3f}, "
+        f"V1 1x selection {by[m]['v1_selection']:.3f}"
+    )
+    ctx.record(
+        "pairrl_small_world",
+        rows=rows,
+        params={
+            "sft_steps": sft_steps,
+            "rl_steps": rl_steps,
+            "eval_problems": eval_problems,
+            "model": "random-init tiny Llama + byte tokenizer",
+            "task": "(a+b) mod 10, toy judge format",
+        },
+        metrics={"sft_loss_first": extra["sft_loss_first"], "sft_loss_last": extra["sft_loss_last"]},
+        claim="PairRL (co-trained pairwise verifier) beats PointRL by +6.5..+7.3 pts at 2x test-time budget and "
+        "RL-only by +1.9..+8.9 (Qwen3-4B, code); this tiny world only checks the mechanism's direction.",
+        verdict="; ".join(fmt(m) for m in by) + f". SFT loss {extra['sft_loss_first']:.2f} -> "
+        f"{extra['sft_loss_last']:.2f}. Tiny model, {rl_steps} RL steps, {eval_problems} eval problems: "
+        "differences of a few points are within noise.",
+    )
+
+
 def run(ctx) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     n_mixed = ctx.pick(smoke=40, cpu=500, gpu=1000)

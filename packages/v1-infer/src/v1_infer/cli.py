@@ -286,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser(
+        "pairrl", help="PairRL / PointRL / RL-only on the small offline world (tiny model, CPU)"
+    )
+    s.add_argument("--modes", default="pair,point,rl", help="comma-separated subset of pair,point,rl")
+    s.add_argument("--sft-steps", type=int, default=400, help="warm-start steps before RL")
+    s.add_argument("--steps", type=int, default=40, help="RL steps per mode")
+    s.add_argument("--eval-problems", type=int, default=80)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", help="write rows and per-step logs here")
+    s.set_defaults(fn=cmd_pairrl)
+
+    s = sub.add_parser(
         "bench", help="run this package's benchmark (simulation study + tiny-model end to end)"
     )
     s.add_argument("--scale", choices=["smoke", "cpu", "gpu"], default="smoke")
