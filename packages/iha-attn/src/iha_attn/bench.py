@@ -14,9 +14,11 @@ from paperworks_shared.bench import BenchContext, new_figure
 from paperworks_shared.repro import seed_everything
 
 from .config import IHAConfig
+from .constructions import polynomial_filter_construction
 from .flops import layer_flops
 from .module import InterleavedHeadAttention
 from .tasks import MultiKeySpec
+from .tasks.polyfilter import PolyFilterTask
 from .train import train_multikey, train_polyfilter
 
 
@@ -25,11 +27,20 @@ def _polyfilter(ctx: BenchContext) -> None:
     arms = [("MHA H=2", 2, 1), ("IHA H=2 P=2", 2, 2), ("MHA H=4", 4, 1)]
     rows, curves = [], {}
     for name, h, p in arms:
-        r = train_polyfilter(h, p, k=4, steps=steps, seed=0)
+        r = train_polyfilter(h, p, k=4, steps=steps, lr=3e-2, batch=32, seed=0)
         curves[name] = r["losses"]
         rows.append({"model": name, "heads": h, "P": p, "steps": steps, "test_mse": r["test_mse"],
                      "relative_mse": r["rel_mse"], "params": r["params"], "train_s": r["seconds"]})  # fmt: skip
-    mha2, iha, mha4 = (r["relative_mse"] for r in rows)
+    mha2, iha, mha4 = (r["relative_mse"] for r in rows[:3])
+    # the paper's explicit construction (App. B.2) on the same test distribution: expressivity, not learning
+    task = PolyFilterTask(k=4)
+    xh, y = task.batch(64, torch.Generator().manual_seed(12345))
+    pred = torch.stack(
+        [polynomial_filter_construction(task.A, xi[:, : task.channels], 2) for xi in xh]
+    ).float()
+    cons = F.mse_loss(pred, y).item()
+    rows.append({"model": "IHA H=2 P=2, paper construction (no training)", "heads": 2, "P": 2, "steps": 0,
+                 "test_mse": cons, "relative_mse": cons / y.var().item(), "params": None, "train_s": 0.0})  # fmt: skip
     ratio = mha2 / max(iha, 1e-12)
     verdict = (
         f"At {steps} equal steps IHA(H=2,P=2) reached relative test MSE {iha:.4f} vs {mha2:.4f} for MHA(H=2) "
@@ -37,6 +48,8 @@ def _polyfilter(ctx: BenchContext) -> None:
         f"and {rows[2]['params']} parameters. "
         + ("IHA beats equal-head MHA" if ratio > 1.5 else "IHA does NOT clearly beat equal-head MHA")
         + (" and matches/beats the 4-head MHA." if iha <= mha4 * 1.1 else "; the 4-head MHA is still better.")
+        + f" The paper's hand-built H=P=2 construction has relative MSE {rows[3]['relative_mse']:.1e}: the capacity is "
+        "there, but whether plain Adam finds it at this budget is what the trained rows show."
     )
     fig, ax = new_figure(1, 1)
     for name, c in curves.items():
@@ -179,6 +192,8 @@ def _speed(ctx: BenchContext) -> None:
         f"(FLOP ratio {r2['flop_ratio']:.2f}x), P=4 {r4['time_ratio_fwd_bwd']:.2f}x (FLOP ratio {r4['flop_ratio']:.2f}x). "
         f"The FLOP-matched local layer (W={W}, FLOP ratio {rl['flop_ratio']:.2f}x) takes {rl['time_ratio_fwd_bwd']:.2f}x: "
         "SDPA with a dense window mask cannot skip blocks, so windows save nothing here. "
+        f"IHA at P=1 (same maths as MHA) already takes {rows[1]['time_ratio_fwd_bwd']:.2f}x: that is this implementation's "
+        "overhead (separate projections, mixing einsum, explicit collapse), not IHA's cost. "
         "Timings are inflated and noisy: the 2-core machine was shared with other jobs."
     )
     fig, ax = new_figure(1, 1)

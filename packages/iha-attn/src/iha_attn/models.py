@@ -17,7 +17,7 @@ from .tasks.polyfilter import PolyFilterTask
 def make_attention(P: int, freeze_p1: bool = True, **cfg) -> InterleavedHeadAttention:
     """An IHA layer; P = 1 gives plain MHA (identity mixing, frozen)."""
     if P == 1:
-        cfg["init"] = "mha_exact"
+        cfg["init"] = "mha_exact"  # frozen identity mixing: exactly MHA
         if cfg.get("rope_mode") == "virtual":
             cfg["rope_mode"] = "token"  # identical at P = 1
     layer = InterleavedHeadAttention(IHAConfig(num_pseudo_heads=P, **cfg))
@@ -29,7 +29,7 @@ def make_attention(P: int, freeze_p1: bool = True, **cfg) -> InterleavedHeadAtte
 class PolyFilterModel(nn.Module):
     """One linear-attention layer, no mask, no RoPE, read out by W_O (notes §3.2 A)."""
 
-    def __init__(self, task: PolyFilterTask, heads: int, P: int):
+    def __init__(self, task: PolyFilterTask, heads: int, P: int, init: str = "identity_noise"):
         super().__init__()
         dv = -(-task.out_dim // heads)
         self.attn = make_attention(
@@ -43,6 +43,7 @@ class PolyFilterModel(nn.Module):
             softmax="linear",
             backend="eager",
             out_features=task.out_dim,
+            init=init,
         )
 
     def forward(self, x):

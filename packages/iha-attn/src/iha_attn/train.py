@@ -24,8 +24,8 @@ def _optimizer(model: nn.Module, lr: float, mix_lr: float | None = None) -> torc
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def _loop(model, step_fn, steps, lr, desc, progress, log_every=25):
-    opt = _optimizer(model, lr)
+def _loop(model, step_fn, steps, lr, desc, progress, log_every=25, mix_lr=None):
+    opt = _optimizer(model, lr, mix_lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=steps, pct_start=0.1
     )
@@ -43,18 +43,18 @@ def _loop(model, step_fn, steps, lr, desc, progress, log_every=25):
     return losses, time.time() - t0
 
 
-def train_polyfilter(heads: int, P: int, *, k: int = 4, steps: int = 1500, batch: int = 64, lr: float = 1e-2, seed: int = 0, progress: bool = False, task_seed: int = 0) -> dict:  # fmt: skip
+def train_polyfilter(heads: int, P: int, *, k: int = 4, steps: int = 1500, batch: int = 64, lr: float = 1e-2, mix_lr: float | None = None, init: str = "identity_noise", seed: int = 0, progress: bool = False, task_seed: int = 0) -> dict:  # fmt: skip
     """Fit [X, AX, …, A^{k−1}X] with one linear-attention layer; returns final test MSE and params."""
     torch.manual_seed(seed)
     task = PolyFilterTask(k=k, seed=task_seed)
-    model = PolyFilterModel(task, heads, P)
+    model = PolyFilterModel(task, heads, P, init=init)
     g = torch.Generator().manual_seed(seed + 1)
 
     def step():
         x, y = task.batch(batch, g)
         return nn.functional.mse_loss(model(x), y)
 
-    losses, secs = _loop(model, step, steps, lr, f"polyfilter H={heads} P={P}", progress)
+    losses, secs = _loop(model, step, steps, lr, f"polyfilter H={heads} P={P}", progress, mix_lr=mix_lr)
     with torch.no_grad():
         x, y = task.batch(1024, torch.Generator().manual_seed(12345))
         mse = nn.functional.mse_loss(model(x), y).item()
