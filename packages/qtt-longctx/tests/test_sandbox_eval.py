@@ -21,15 +21,15 @@ def test_sandbox_answers_are_in_the_needle(task):
     for n in (4, 16, 64):
         ex = make_example(task, n, rng)
         needle = ex["context"][ex["needle_start"] : ex["needle_end"]]
-        key = ex["question"].strip()[1:-1]
-        assert needle.endswith("=" + ex["answer"])
-        writes = [m.start() for m in re.finditer(rf"(?<![?a-p]){key}=", ex["context"])]
+        key = ex["question"].strip()[1:]
+        assert len(key) == 2 and needle.endswith(ex["answer"])
+        writes = [m.start() for m in re.finditer(rf"(?<![?a-p]){key}(?=\d)", ex["context"])]
         if task == "kv":  # keys are unique: exactly one write of the asked key
-            assert needle == f"{key}={ex['answer']}" and writes == [ex["needle_start"]]
+            assert needle == f"{key}{ex['answer']}" and writes == [ex["needle_start"]]
         if task == "txlog":  # the needle is the *last* write of the asked account
             assert writes[-1] == ex["needle_start"]
         if task == "multihop":
-            assert f"{key}={needle[:2]}" in ex["context"]
+            assert f"{key}{needle[:2]}" in ex["context"]
 
 
 def test_sandbox_dataset_grows_haystack_only():

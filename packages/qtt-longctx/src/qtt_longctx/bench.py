@@ -49,11 +49,11 @@ def run(ctx: BenchContext) -> None:
     model, tok, train_metrics = sandbox_model(ctx.scale, progress=False)
     sizes = ctx.pick(smoke=[8, 32], cpu=[8, 32, 96, 192], gpu=[8, 32, 96, 192, 384])
     per = ctx.pick(smoke=4, cpu=16, gpu=64)
-    steps, span = ctx.pick(smoke=(2, 16), cpu=(4, 32), gpu=(16, 32))
+    steps, span = ctx.pick(smoke=(2, 16), cpu=(4, 16), gpu=(16, 32))
     budget = thinking_equivalent(steps, span)
 
     # --- E3(iii): pick the qTTT learning rate on held-out contexts (data seed differs from the test) ---
-    lrs = ctx.pick(smoke=[1e-3], cpu=[1e-4, 1e-3, 1e-2], gpu=[1e-5, 1e-4, 1e-3, 1e-2])
+    lrs = ctx.pick(smoke=[1e-3], cpu=[1e-3, 3e-3, 1e-2, 3e-2], gpu=[1e-4, 1e-3, 3e-3, 1e-2, 3e-2])
     held = _ds("kv", [sizes[-2]], ctx.pick(smoke=2, cpu=8, gpu=32), seed=999)
     sweep = []
     for lr in lrs:
@@ -86,7 +86,7 @@ def run(ctx: BenchContext) -> None:
 
     # --- E1 + E2: dilution and the compute-matched comparison on the same contexts --------------------
     rows = []
-    for task in ctx.pick(smoke=["kv"], cpu=["kv", "txlog"], gpu=["kv", "txlog", "multihop"]):
+    for task in ctx.pick(smoke=["kv"], cpu=["kv"], gpu=["kv", "txlog", "multihop"]):
         ds = _ds(task, sizes, per, seed=123)
         res = evaluate(model, tok, ds, "sandbox", METHODS, budget, cfg, sc_samples=4, progress=False)
         n_of = {r["id"]: r["n_pairs"] for r in ds}

@@ -4,14 +4,18 @@ Every example is a dict ``{task, n_pairs, context, question, answer, needle_star
 prompt is ``context + question`` and the gold answer a single character. ``needle_start/end`` are the
 character (= byte = token) offsets of the record the answer comes from, for needle attention mass.
 
+Records are ``<key><value>`` (``ab7``), in-context queries ``?ab7`` and the question ``?ab`` — the
+value follows the key directly, so retrieval is an induction-style copy; keys sharing their last letter
+are the near-duplicates a one-token match confuses.
+
 * ``kv`` — key-value retrieval with near-duplicate distractors: two-letter keys over a 16-letter
   alphabet, so a random distractor shares one letter with the needle key with high probability
   (partial-match distractors, Lemma 2.2's "≥ m keys within Δ of the needle"). A fraction of the keys is
-  re-queried inside the context (``?ab=7 ``), the in-context self-supervision that qTTT's next-token loss
+  re-queried inside the context (``?ab7 ``), the in-context self-supervision that qTTT's next-token loss
   can use (§3.4 take-away iii).
 * ``txlog`` — transaction-log / variable tracking: accounts are written repeatedly; the question asks
   for the *latest* value (recency under distractors of the same key).
-* ``multihop`` — records either store a digit or point to another key (``ab=cd``); the question asks a
+* ``multihop`` — records either store a digit or point to another key (``abcd``); the question asks a
   pointer key, answer = the digit of its target (two hops).
 """
 
@@ -38,16 +42,16 @@ def _kv(rng: random.Random, n: int, requery_frac: float) -> dict:
     vals = [rng.choice(DIGITS) for _ in keys]
     parts, pos, spans = [], 0, {}
     for i, (k, v) in enumerate(zip(keys, vals)):
-        rec = f"{k}={v} "
+        rec = f"{k}{v} "
         spans[k] = (pos, pos + len(rec) - 1)
         parts.append(rec)
         pos += len(rec)
         if i > 0 and rng.random() < requery_frac:  # re-query an earlier key inside the context
             j = rng.randrange(i)
-            parts.append(f"?{keys[j]}={vals[j]} ")
+            parts.append(f"?{keys[j]}{vals[j]} ")
             pos += len(parts[-1])
     q = rng.randrange(n)
-    return dict(context="".join(parts), question=f"\n?{keys[q]}=", answer=vals[q], span=spans[keys[q]])
+    return dict(context="".join(parts), question=f"\n?{keys[q]}", answer=vals[q], span=spans[keys[q]])
 
 
 def _txlog(rng: random.Random, n: int, requery_frac: float) -> dict:
@@ -56,16 +60,16 @@ def _txlog(rng: random.Random, n: int, requery_frac: float) -> dict:
     last, parts, pos, spans = {}, [], 0, {}
     for _ in range(n):
         a, v = rng.choice(accs), rng.choice(DIGITS)
-        rec = f"{a}={v} "
+        rec = f"{a}{v} "
         last[a], spans[a] = v, (pos, pos + len(rec) - 1)
         parts.append(rec)
         pos += len(rec)
         if rng.random() < requery_frac:
             b = rng.choice(list(last))
-            parts.append(f"?{b}={last[b]} ")
+            parts.append(f"?{b}{last[b]} ")
             pos += len(parts[-1])
     q = rng.choice(list(last))
-    return dict(context="".join(parts), question=f"\n?{q}=", answer=last[q], span=spans[q])
+    return dict(context="".join(parts), question=f"\n?{q}", answer=last[q], span=spans[q])
 
 
 def _multihop(rng: random.Random, n: int, requery_frac: float) -> dict:
@@ -78,16 +82,16 @@ def _multihop(rng: random.Random, n: int, requery_frac: float) -> dict:
     rng.shuffle(recs)
     parts, pos, spans = [], 0, {}
     for k, v in recs:
-        rec = f"{k}={v} "
+        rec = f"{k}{v} "
         spans[k] = (pos, pos + len(rec) - 1)
         parts.append(rec)
         pos += len(rec)
         if rng.random() < requery_frac:
             j = rng.choice(base)
-            parts.append(f"?{j}={vals[j]} ")
+            parts.append(f"?{j}{vals[j]} ")
             pos += len(parts[-1])
     q = rng.choice(ptrs)
-    return dict(context="".join(parts), question=f"\n?{q}=", answer=vals[target[q]], span=spans[target[q]])
+    return dict(context="".join(parts), question=f"\n?{q}", answer=vals[target[q]], span=spans[target[q]])
 
 
 _MAKERS = {"kv": _kv, "txlog": _txlog, "multihop": _multihop}
