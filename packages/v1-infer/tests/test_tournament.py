@@ -228,3 +228,28 @@ def test_audit_log_records_every_call():
     assert res.input_tokens == 10 * res.calls and res.output_tokens == 3 * res.calls
     assert {c.round for c in res.comparisons} == set(range(len(rounds)))
     assert isinstance(PairRequest(0, 1), PairRequest)
+
+
+def test_async_driver_matches_sync_driver():
+    import asyncio
+
+    rng = np.random.default_rng(4)
+    problems = _mixed_problems(rng, 20)
+    cfg = TournamentConfig(budget_multiplier=2.0, seed=9)
+    sync = V1Infer(OracleJudge(9, 4), cfg).rank_many(["q"] * 20, problems)
+    asy = asyncio.run(V1Infer(OracleJudge(9, 4), cfg).arank_many(["q"] * 20, problems))
+    assert [r.order for r in sync] == [r.order for r in asy]
+    assert [r.calls for r in sync] == [r.calls for r in asy]
+
+
+def test_judge_batch_failure_is_reported_for_every_problem():
+    class Broken:
+        def judge_pairs(self, queries):
+            raise ConnectionError("engine down")
+
+    res = V1Infer(Broken(), TournamentConfig(budget_multiplier=1.0)).rank_many(
+        ["a", "b"], [["x", "y", "z"]] * 2
+    )
+    assert len(res) == 2
+    for r in res:
+        assert r.errors and "engine down" in r.errors[0] and r.parse_failures == r.calls == 3
