@@ -157,7 +157,7 @@ def run_method(method: str, seed: int, s: Settings, splits=None, progress: bool 
     }
     if hist.reweighs:
         minority = minority_groups(train_groups, splits.n_groups)
-        shares, recalls, fracs = [], [], []
+        shares, recalls, fracs, up_shares = [], [], [], []
         for r in hist.reweighs:
             wrong = torch.zeros(len(splits.train), dtype=torch.bool)
             wrong[r["wrong_idx"]] = True
@@ -165,8 +165,12 @@ def run_method(method: str, seed: int, s: Settings, splits=None, progress: bool 
             shares.append(a["minority_share_of_wrong"])
             recalls.append(a["minority_recall"])
             fracs.append(a["frac_wrong"])
+            up = torch.zeros(len(splits.train), dtype=torch.bool)
+            up[r["upweighted_idx"]] = True
+            up_shares.append(readout_analysis(up, train_groups, minority)["minority_share_of_wrong"])
         first = hist.reweighs[0]
         out.update(
+            upweighted_minority_share_first=up_shares[0],
             readout_minority_share_first=shares[0],
             readout_minority_share_mean=float(torch.tensor(shares).nanmean()),
             readout_minority_recall_first=recalls[0],
