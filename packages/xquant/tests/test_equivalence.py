@@ -107,3 +107,26 @@ def test_simulate_bits16_loss_equals_plain_forward(tiny):
         assert abs(simulate_loss(model, ids, cfg) - ref) < 1e-5
     # and quantization really changes it
     assert abs(simulate_loss(model, ids, XQuantConfig(bits=2, group_size=16, residual_length=0)) - ref) > 1e-4
+
+
+def test_bits16_beam_search_and_crop(tiny):
+    """reorder_cache (beam search) and crop (speculative rollback) act on the stored X consistently."""
+    model = tiny("llama")
+    ids = torch.randint(0, 256, (1, 8), generator=torch.Generator().manual_seed(6))
+    kw = dict(max_new_tokens=6, do_sample=False, num_beams=2)
+    ref = model.generate(ids, past_key_values=DynamicCache(config=model.config), **kw)
+    with XQuantCache.from_model(model, XQuantConfig(bits=16)) as cache:
+        out = model.generate(ids, past_key_values=cache, **kw)
+    assert torch.equal(out, ref)
+    # crop: roll back 3 tokens of a 4-bit per-token cache, then continue == never having fed them
+    cfg = XQuantConfig(bits=4, group_size=32, residual_length=0)
+    with torch.no_grad(), XQuantCache.from_model(model, cfg) as a, XQuantCache.from_model(model, cfg) as b:
+        model(input_ids=ids, past_key_values=a, use_cache=True)
+        model(input_ids=torch.tensor([[1, 2, 3]]), past_key_values=a, use_cache=True)
+        assert a.is_croppable
+        a.crop(-3)
+        model(input_ids=ids, past_key_values=b, use_cache=True)
+        assert a.get_seq_length() == b.get_seq_length() == 8 and a.nbytes() == b.nbytes()
+        la = model(input_ids=torch.tensor([[7]]), past_key_values=a, use_cache=True).logits
+        lb = model(input_ids=torch.tensor([[7]]), past_key_values=b, use_cache=True).logits
+    torch.testing.assert_close(la, lb)

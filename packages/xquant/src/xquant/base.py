@@ -44,7 +44,11 @@ class HookedLayer(CacheLayerMixin):
     """Base layer: lazy init, sizes, and the write-then-read `update` skeleton."""
 
     is_sliding = False
-    is_croppable = True
+
+    @property
+    def is_croppable(self) -> bool:
+        """A rollback leaves no trace only when nothing sits in a window that crop cannot refill."""
+        return all(s.bits == 16 or (s.axis == "token" and s.residual_length == 0) for s in self.stores())
 
     def __init__(self, spec: AttnSpec, state: SharedState):
         super().__init__()
