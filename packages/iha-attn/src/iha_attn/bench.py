@@ -44,7 +44,7 @@ def _polyfilter(ctx: BenchContext) -> None:
     ratio = mha2 / max(iha, 1e-12)
     verdict = (
         f"At {steps} equal steps IHA(H=2,P=2) reached relative test MSE {iha:.4f} vs {mha2:.4f} for MHA(H=2) "
-        f"({ratio:.1f}x lower) and {mha4:.4f} for MHA(H=4), with {rows[1]['params']} vs {rows[0]['params']} "
+        f"(MSE ratio MHA/IHA = {ratio:.2f}) and {mha4:.4f} for MHA(H=4), with {rows[1]['params']} vs {rows[0]['params']} "
         f"and {rows[2]['params']} parameters. "
         + ("IHA beats equal-head MHA" if ratio > 1.5 else "IHA does NOT clearly beat equal-head MHA")
         + (" and matches/beats the 4-head MHA." if iha <= mha4 * 1.1 else "; the 4-head MHA is still better.")
