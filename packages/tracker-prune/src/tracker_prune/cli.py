@@ -1,24 +1,180 @@
-"""`tracker-prune` console script (placeholder-free minimal version; see README)."""
+"""`tracker-prune`: train, prune (search + threshold + fine-tune), slim, evaluate and bench trackers.
+
+Artefacts are `.pt` files holding an architecture spec plus a state dict (see `tracker_prune.io`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+import torch
 
-def main(argv=None) -> int:
+
+def _data(args):
+    from .data import make_sequence
+    from .train import make_pool
+
+    pool = make_pool(args.pool, seed=args.seed)
+    test = [make_sequence(10**6 + k, args.test_len) for k in range(args.test_sequences)]
+    return pool, test
+
+
+def _common(p):
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=40, help="procedural training sequences")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--test-sequences", type=int, default=8)
+    p.add_argument("--test-len", type=int, default=30)
+
+
+def cmd_train(args):
+    from .io import save
+    from .trackers import build_tracker
+    from .train import evaluate, train
+
+    torch.manual_seed(args.seed)
+    pool, test = _data(args)
+    m = build_tracker(args.arch)
+    train(m, args.steps, pool, batch=args.batch, seed=args.seed, progress=True, desc=f"train {args.arch}")
+    save(m, args.out)
+    print(json.dumps({"saved": args.out, **evaluate(m, test)}))
+
+
+def cmd_prune(args):
+    from .io import load, save
+    from .pruner import Pruner
+    from .train import evaluate, train
+
+    pool, test = _data(args)
+    m = load(args.model)
+    p = Pruner(m, args.method, weights={"attn": args.w_attn, "mlp": args.w_mlp, "conv": args.w_conv})
+    if args.search_steps and args.method in ("vitslim", "netslim"):
+        train(
+            m,
+            args.search_steps,
+            pool,
+            batch=args.batch,
+            lr=1e-3,
+            seed=args.seed + 2,
+            regularizer=p.regularizer,
+            progress=True,
+            desc="search",
+        )
+    masks = (
+        p.masks(args.budget, kind=args.kind, scope=args.scope, min_keep=args.min_keep)
+        if args.kind != "flops"
+        else Pruner(
+            m,
+            args.method,
+            example_inputs=(
+                torch.zeros(1, 3, m.config["template_size"], m.config["template_size"]),
+                torch.zeros(1, 3, m.config["search_size"], m.config["search_size"]),
+            ),
+        ).masks(args.budget, kind="flops", scope=args.scope, min_keep=args.min_keep)
+    )
+    p.apply(masks, fold_scales=not args.no_fold)
+    before = evaluate(m, test)
+    if args.finetune_steps:
+        train(
+            m,
+            args.finetune_steps,
+            pool,
+            batch=args.batch,
+            lr=1e-3,
+            seed=args.seed + 1,
+            progress=True,
+            desc="fine-tune",
+        )
+    save(m, args.out)
+    print(json.dumps({"saved": args.out, "auc_before_ft": before["auc"], **evaluate(m, test)}))
+
+
+def cmd_slim(args):
+    from .cost import count_params
+    from .io import load, save
+    from .slim import slim
+
+    m = load(args.model)
+    s = slim(m)
+    save(s, args.out)
+    print(json.dumps({"saved": args.out, "params_masked": count_params(m), "params_slim": count_params(s)}))
+
+
+def cmd_evaluate(args):
+    from .cost import cost_report
+    from .io import load
+    from .train import evaluate
+
+    _, test = _data(args)
+    m = load(args.model)
+    c = m.config
+    x = (
+        torch.zeros(1, 3, c["template_size"], c["template_size"]),
+        torch.zeros(1, 3, c["search_size"], c["search_size"]),
+    )
+    print(json.dumps({**evaluate(m, test), **cost_report(m, x)}))
+
+
+def cmd_bench(args):
+    from paperworks_shared.bench import BenchContext
+
+    from .bench import run
+
+    run(BenchContext("tracker-prune", args.scale, args.results))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tracker-prune", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a tiny tracker from scratch on procedural data")
+    t.add_argument("--arch", choices=["cnn", "vit", "hybrid"], default="vit")
+    t.add_argument("--steps", type=int, default=150)
+    t.add_argument("--out", required=True)
+    _common(t)
+    t.set_defaults(fn=cmd_train)
+    p = sub.add_parser("prune", help="sparsity search, threshold at a budget, apply masks, fine-tune")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", default="vitslim", choices=["vitslim", "netslim", "l1", "random"])
+    p.add_argument("--budget", type=float, default=0.25, help="fraction in (0, 1] of prunable units kept")
+    p.add_argument("--kind", default="channels", choices=["channels", "params", "flops"])
+    p.add_argument("--scope", default="global", choices=["global", "layerwise"])
+    p.add_argument("--min-keep", type=int, default=1)
+    p.add_argument("--search-steps", type=int, default=50)
+    p.add_argument("--finetune-steps", type=int, default=30)
+    p.add_argument("--w-attn", type=float, default=2e-3)
+    p.add_argument("--w-mlp", type=float, default=1e-3)
+    p.add_argument("--w-conv", type=float, default=2e-3)
+    p.add_argument(
+        "--no-fold", action="store_true", help="official compress: set kept gates to 1 without folding"
+    )
+    _common(p)
+    p.set_defaults(fn=cmd_prune)
+    s = sub.add_parser("slim", help="physically slim a pruned (masked) model")
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_slim)
+    e = sub.add_parser("evaluate", help="OPE success AUC / precision / AO / SR and params / FLOPs / latency")
+    e.add_argument("--model", required=True)
+    _common(e)
+    e.set_defaults(fn=cmd_evaluate)
     b = sub.add_parser("bench", help="run the package benchmark")
     b.add_argument("--scale", default="smoke", choices=["smoke", "cpu", "gpu"])
     b.add_argument("--results", default="benchmarks/results")
-    args = parser.parse_args(argv)
-    if args.cmd == "bench":
-        from paperworks_shared.bench import BenchContext
+    b.set_defaults(fn=cmd_bench)
+    return parser
 
-        from .bench import run
 
-        run(BenchContext("tracker-prune", args.scale, args.results))
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "budget", 1.0) is not None and args.cmd == "prune":
+        from .pruner import check_budget
+
+        check_budget(args.budget)
+    torch.set_num_threads(1)
+    args.fn(args)
     return 0
 
 

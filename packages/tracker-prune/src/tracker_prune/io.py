@@ -1,0 +1,108 @@
+"""Save / load trackers as an architecture config plus a state dict (no pickled modules, pitfall 12).
+
+The config records the tracker class's kwargs, whether the model carries gates, and for a slimmed
+model the width of every slimmed unit, so `load` can rebuild the exact shapes before loading weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .discover import conv_pairs, inject_gates, set_submodule
+from .trackers import TRACKERS
+from .units import GATED_TYPES, SlimAttention, SlimMlp
+
+
+def arch_of(model: nn.Module) -> str:
+    for name, cls in TRACKERS.items():
+        if type(model) is cls:
+            return name
+    raise TypeError(f"cannot serialise {type(model).__name__}: not one of {sorted(TRACKERS)}")
+
+
+def describe(model: nn.Module) -> dict:
+    spec = {
+        "arch": arch_of(model),
+        "config": dict(model.config),
+        "gated": False,
+        "attn": {},
+        "mlp": {},
+        "conv": {},
+    }
+    spec["gated"] = any(isinstance(m, GATED_TYPES) for m in model.modules())
+    for n, m in model.named_modules():
+        if isinstance(m, SlimAttention):
+            spec["attn"][n] = [
+                m.qkv.in_features,
+                m.num_heads,
+                m.head_dim,
+                m.scale,
+                m.qkv.bias is not None,
+                m.proj.bias is not None,
+            ]
+        elif isinstance(m, SlimMlp):
+            spec["mlp"][n] = [m.fc1.in_features, m.fc1.out_features, m.fc2.out_features]
+    if not spec["gated"]:
+        for p in conv_pairs(model):
+            spec["conv"][p.name] = getattr(p.block, p.producer).out_channels
+    return spec
+
+
+def save(model: nn.Module, path: str | Path) -> None:
+    torch.save({"spec": describe(model), "state_dict": model.state_dict()}, path)
+
+
+def _resize_pair(pair, c: int) -> None:
+    prod, cons = getattr(pair.block, pair.producer), getattr(pair.block, pair.consumer)
+    if prod.out_channels == c:
+        return
+    setattr(
+        pair.block,
+        pair.producer,
+        nn.Conv2d(
+            prod.in_channels,
+            c,
+            prod.kernel_size,
+            prod.stride,
+            prod.padding,
+            prod.dilation,
+            1,
+            prod.bias is not None,
+        ),
+    )
+    setattr(pair.block, pair.bn, nn.BatchNorm2d(c))
+    setattr(
+        pair.block,
+        pair.consumer,
+        nn.Conv2d(
+            c,
+            cons.out_channels,
+            cons.kernel_size,
+            cons.stride,
+            cons.padding,
+            cons.dilation,
+            1,
+            cons.bias is not None,
+        ),
+    )
+
+
+def load(path: str | Path) -> nn.Module:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    spec = blob["spec"]
+    model = TRACKERS[spec["arch"]](**spec["config"])
+    if spec["gated"]:
+        inject_gates(model)
+    for n, (dim, h, k, scale, qb, pb) in spec["attn"].items():
+        set_submodule(model, n, SlimAttention(dim, h, k, scale, qb, pb))
+    for n, (i, h, o) in spec["mlp"].items():
+        act = model.get_submodule(n).act
+        set_submodule(model, n, SlimMlp(i, h, o, act, True, True))
+    pairs = {p.name: p for p in conv_pairs(model)}
+    for n, c in spec["conv"].items():
+        _resize_pair(pairs[n], c)
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
