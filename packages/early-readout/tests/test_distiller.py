@@ -117,6 +117,8 @@ def test_weights_follow_dataset_indices_under_shuffling():
     expected = torch.ones(200)
     expected[planted] = exp_pow_weights(m[planted], 0.05, 4.0)
     assert torch.equal(stats["wrong_idx"].sort().values, planted)
+    # the planted examples form the minority groups (y != easy feature): the readout analysis sees that
+    assert stats["readout_minority_share"] == 1.0 and stats["readout_minority_recall"] == 1.0
     assert torch.allclose(d.weights, expected, rtol=1e-5)
     # the weights are looked up by idx inside loss(): a batch in any order gets its own examples' weights
     order = torch.randperm(200)[:16]

@@ -151,6 +151,7 @@ def run(ctx: BenchContext) -> None:
                 "test_wga",
                 "best_epoch",
                 "readout_minority_share_first",
+                "upweighted_minority_share_first",
                 "seconds_per_epoch",
             )
         }

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .analysis import minority_groups, readout_analysis
 from .batches import unpack_batch
 from .losses import NORMALIZE, distill_loss_per_example, normalize_weights
 from .readout import ReadoutHead
@@ -363,6 +364,16 @@ class EarlyReadoutDistiller:
         if not self.persist_weights:
             self.weights.fill_(1.0)
         self.weights[target] = new_w
+        if (pred["g"] >= 0).all() and len(pred["g"]):
+            # readout analysis (notes §1.7): share of the readout's mistakes in the minority groups, when the
+            # loader carries group labels (used only for reporting, never for the weights)
+            minority = minority_groups(pred["g"])
+            if minority:
+                a = readout_analysis(wrong.cpu(), pred["g"].cpu(), minority)
+                stats.update(
+                    readout_minority_share=a["minority_share_of_wrong"],
+                    readout_minority_recall=a["minority_recall"],
+                )
         if self.faithful_freeze_bug and not self._frozen:
             self._freeze_like_official(loader)
         stats.update(
