@@ -44,3 +44,13 @@ def test_bad_method_is_a_clear_error(capsys):
     assert "bits=5 is not supported" in capsys.readouterr().err
     assert main(["memory", "--hidden", "64", "--kv-dim", "64", "--layers", "2", "--methods", "zip-4"]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_ppl_on_saved_datasets_folder(tmp_path, capsys):
+    from datasets import Dataset, DatasetDict
+
+    text = "Rematerialize keys and values from quantized layer inputs. " * 30
+    DatasetDict({"validation": Dataset.from_dict({"text": [text, text]})}).save_to_disk(str(tmp_path / "ds"))
+    assert main(["ppl", "--model", "tiny:llama", "--data", f"dataset:{tmp_path / 'ds'}:validation:text",
+                 "--seq-len", "64", "--windows", "2", "--methods", "fp16", "xquant-4", "--group-size", "32"]) == 0  # fmt: skip
+    assert "| xquant-4 |" in capsys.readouterr().out

@@ -51,11 +51,17 @@ def _windows(args, tokenizer):
 
         text = corpus_text("validation")
     elif args.data.startswith("dataset:"):
-        from datasets import load_dataset
+        from datasets import load_dataset, load_from_disk
 
         name, _, rest = args.data[8:].partition(":")
         split, _, column = rest.partition(":")
-        ds = load_dataset(name, split=split or "validation")
+        if Path(name).is_dir():  # a `save_to_disk` folder (Dataset or DatasetDict)
+            ds = load_from_disk(name)
+            ds = ds[split or "validation"] if hasattr(ds, "keys") else ds
+        else:  # a dataset name resolvable offline (local script/cache)
+            ds = load_dataset(name, split=split or "validation")
+        if (column or "text") not in ds.column_names:
+            raise SystemExit(f"--data: column {column or 'text'!r} not in {ds.column_names}")
         text = "\n\n".join(ds[column or "text"])
     else:
         p = Path(args.data)
