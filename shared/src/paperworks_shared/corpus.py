@@ -109,14 +109,13 @@ def corpus_documents() -> tuple[tuple[str, str], ...]:
         parts = []
         with warnings.catch_warnings():  # touching deprecated attributes (typing.re, ...) warns
             warnings.simplefilter("ignore")
-            members = sorted(vars(mod).items())
-        if mod.__doc__:
-            parts.append(mod.__doc__)
-        for name, obj in members:
-            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-                continue
-            if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__doc__:
-                parts.append(f"{name}: {obj.__doc__}")
+            if mod.__doc__:
+                parts.append(mod.__doc__)
+            for name, obj in sorted(vars(mod).items()):
+                if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+                    continue
+                if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__doc__:
+                    parts.append(f"{name}: {obj.__doc__}")
         text = "\n\n".join(_clean(p) for p in parts if p.strip())
         if len(text) > 200:
             docs.append((f"module:{modname}", text))
