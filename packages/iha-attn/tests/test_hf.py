@@ -49,6 +49,24 @@ def test_cached_decoding_equals_full_forward(arch, rope, mask):
     assert torch.equal(g1, g2)
 
 
+@pytest.mark.skipif(
+    not __import__("iha_attn.kernels.triton_iha", fromlist=["x"]).available(), reason="no triton"
+)
+def test_triton_backend_in_patched_model():
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(2))
+    outs = []
+    for be in ("sdpa", "triton"):
+        model = tiny_causal_lm("llama-gqa", seed=3)
+        torch.manual_seed(0)  # same random α/R in both models
+        patch_model_with_iha(model, P=2, init="normal", rope_mode="virtual", backend=be)
+        with torch.no_grad():
+            outs.append(model(ids).logits)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)
+    padded = torch.tensor([[0, 1, 1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="triton"), torch.no_grad():  # padding: the kernel cannot express it
+        model(ids, attention_mask=padded)
+
+
 def test_schedule_and_layer_selection():
     assert iha_layer_schedule(10) == ["iha_local"] * 4 + ["mha_global"] + ["iha_local"] * 4 + ["mha_global"]
     assert iha_layer_schedule(3)[-1] == "mha_global"

@@ -75,6 +75,12 @@ def iha_attention_forward(
         p = torch.arange(P, device=query.device)
         rope_q = cos_sin((qpos[..., None] * (P - 1) + p).flatten(-2), freqs)
         rope_k = cos_sin((kpos[:, None] * (P - 1) + p).flatten(), freqs)
+    token_mask = _token_mask_from_hf(attention_mask, n_q, n_kv)
+    if cfg["backend"] == "triton" and token_mask is not None:
+        # the kernel builds the causal pattern itself; only a plain (bottom-right) causal mask may be dropped
+        causal = torch.ones(n_q, n_kv, dtype=torch.bool, device=query.device).tril(n_kv - n_q)
+        if bool((token_mask == causal).all()):
+            token_mask = None
     out = iha_attention(
         query,
         key,
@@ -88,7 +94,7 @@ def iha_attention_forward(
         window=cfg["window"],
         scale=scaling,
         backend=cfg["backend"],
-        token_mask=_token_mask_from_hf(attention_mask, n_q, n_kv),
+        token_mask=token_mask,
         rope_q=rope_q,
         rope_k=rope_k,
         dropout=dropout,
