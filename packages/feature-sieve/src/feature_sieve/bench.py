@@ -156,6 +156,7 @@ def run(ctx: BenchContext) -> None:
             "wga_std",
             "weighted_avg_acc",
             "shortcut_probe",
+            "shortcut_probe_std",
             "label_probe",
             "cost_vs_erm",
             "group_labels",
