@@ -136,3 +136,36 @@ def test_cli_help_lists_subcommands(capsys):
     text = capsys.readouterr().out
     for sub in ("run", "sandbox", "make-sandbox", "flops"):
         assert sub in text
+
+
+def test_cli_run_on_local_model_and_file(tmp_path, capsys):
+    from paperworks_shared.models import save_model
+
+    model_dir = save_model(tiny_causal_lm("qwen3", seed=0), byte_tokenizer(), tmp_path / "m")
+    data = tmp_path / "d.jsonl"
+    main(["make-sandbox", "--task", "txlog", "--lengths", "6", "--per-length", "2", "--out", str(data)])
+    out = tmp_path / "r.jsonl"
+    argv = [
+        "run",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--schema",
+        "sandbox",
+        "--eager",
+        "--methods",
+        "in_context,qttt",
+        "--steps",
+        "2",
+        "--span",
+        "8",
+        "--lr",
+        "1e-3",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and {r["method"] for r in rows} == {"in_context", "qttt"}
+    assert "accuracy" in capsys.readouterr().out
