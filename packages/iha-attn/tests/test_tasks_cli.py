@@ -57,6 +57,9 @@ def test_cli(tmp_path, capsys):
     assert train_main(["--task", "polyfilter", "--steps", "3", "--out", str(path)]) == 0
     data = json.loads(path.read_text())
     assert data["runs"][0]["P"] == 2 and data["runs"][0]["params"] > 0
+    for task, attn in (("relcomp2", "iha"), ("multikey", "hybrid")):
+        assert main(["train", "--task", task, "--attn", attn, "--steps", "2"]) == 0
+        assert "accuracy=" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", "--task", "nope"])
 
