@@ -103,9 +103,16 @@ def _loaders(args, splits):
     import torch
     from torch.utils.data import DataLoader
 
-    gen = torch.Generator().manual_seed(args.seed)
+    from .batches import TensorLoader
+
+    if isinstance(splits.train, torch.utils.data.TensorDataset):  # in-memory synthetic data: fast slices
+        return (
+            TensorLoader(splits.train, batch_size=args.batch_size, shuffle=True),
+            TensorLoader(splits.validation, batch_size=256),
+            TensorLoader(splits.test, batch_size=256),
+        )
     return (
-        DataLoader(splits.train, batch_size=args.batch_size, shuffle=True, generator=gen),
+        DataLoader(splits.train, batch_size=args.batch_size, shuffle=True),
         DataLoader(splits.validation, batch_size=256),
         DataLoader(splits.test, batch_size=256),
     )

@@ -39,6 +39,7 @@ from .weighting import MARGINS, get_weight_fn, margin
 
 CONTROLS = (None, "random")
 SELECTORS = ("val_wga", "val_avg", "val_mean_group", "last")
+_SELECTOR_KEYS = {"val_wga": "val_worst_group", "val_avg": "val_avg", "val_mean_group": "val_mean_group"}
 
 
 def infer_num_classes(model: nn.Module) -> int | None:
@@ -516,7 +517,9 @@ class EarlyReadoutDistiller:
         epoch by validation worst-group (``val_wga``, uses val group labels, as the official code does),
         ``val_avg`` (label-only), ``val_mean_group`` or ``last``. With ``checkpoint_dir`` the full state
         (student, optimizer, weights, RNG, history) is saved after every epoch to ``last.pt`` and a
-        later call with ``resume=True`` continues from it. ``readout_loader`` defaults to ``train_loader``.
+        later call with ``resume=True`` continues from it (bit-exact when the loader shuffles with torch's
+        global RNG, which the checkpoint restores; a loader's own ``generator`` is not saved).
+        ``readout_loader`` defaults to ``train_loader``.
         """
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -559,15 +562,7 @@ class EarlyReadoutDistiller:
                 rec.update(st)
             if val_loader is not None:
                 rec.update({f"val_{k}": v for k, v in self.evaluate(val_loader, n_groups).items()})
-            score = (
-                rec["epoch"]
-                if selector == "last"
-                else rec[
-                    {"val_wga": "val_worst_group", "val_avg": "val_avg", "val_mean_group": "val_mean_group"}[
-                        selector
-                    ]
-                ]
-            )
+            score = epoch if selector == "last" else rec[_SELECTOR_KEYS[selector]]
             if hist.best_score is None or score > hist.best_score:
                 hist.best_score, hist.best_epoch = float(score), epoch
                 best_state = copy.deepcopy(self.student.state_dict())
