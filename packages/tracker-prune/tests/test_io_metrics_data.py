@@ -118,3 +118,18 @@ def test_cli_train_prune_slim_evaluate(tmp_path, capsys):
     assert lines[-1]["params_slim"] < lines[-1]["params_masked"]
     assert main(["evaluate", "--model", str(tmp_path / "s.pt"), *small]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["auc"] <= 1.0
+
+
+def test_torch_pruning_peer_matches_params_and_keeps_residual():
+    from tracker_prune.cost import count_params
+    from tracker_prune.peer import tp_prune_to_params
+
+    torch.manual_seed(0)
+    m = build_tracker("cnn").eval()
+    x = (torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64))
+    target = 15000
+    peer = tp_prune_to_params(m, target, x, iters=6)
+    assert count_params(peer) <= target
+    assert peer.backbone[1].conv2.out_channels == m.backbone[1].conv2.out_channels  # residual untouched
+    assert peer.backbone[1].conv1.out_channels < m.backbone[1].conv1.out_channels
+    assert peer(*x)["box"].shape == (1, 256, 4)
