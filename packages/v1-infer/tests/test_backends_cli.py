@@ -179,7 +179,7 @@ def test_real_vllm_openai_server(tmp_path):
             "--port",
             str(port),
             "--max-model-len",
-            "512",
+            "2048",  # the paper's judge prompt is ~1k byte-level tokens
             "--dtype",
             "float32",
             "--gpu-memory-utilization",
