@@ -31,3 +31,20 @@ def test_corpus_is_deterministic_and_splits_are_disjoint():
         h2 = hashlib.sha256("\x00".join(ds2[s]["text"]).encode()).hexdigest()
         assert h1 == h2
     assert corpus_fingerprint() == corpus_fingerprint()
+
+
+def test_corpus_does_not_depend_on_what_else_is_imported():
+    """The fingerprint keys the trained-model cache: it must be the same in a bare interpreter and in
+    one that imported torch / transformers / datasets first (which patch some stdlib modules)."""
+    import subprocess
+    import sys
+
+    code = "from paperworks_shared.corpus import corpus_fingerprint; print(corpus_fingerprint())"
+    bare = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    heavy = subprocess.run(
+        [sys.executable, "-c", "import torch, transformers, datasets; " + code],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert bare.strip() == heavy.strip() == corpus_fingerprint()
