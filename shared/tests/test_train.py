@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from paperworks_shared import train as train_mod
 from paperworks_shared.train import TrainSettings, encode_text, train_tiny_lm
@@ -41,3 +42,22 @@ def test_bad_settings_and_short_text_are_clear_errors(tmp_cache):
         train_tiny_lm(
             "llama", settings=SMALL, train_texts=["tiny"], val_texts=["tiny"], progress=False, cache=False
         )
+
+
+def test_save_trained_is_atomic_and_reloadable(tmp_cache, monkeypatch):
+    from paperworks_shared.cache import cache_dir, is_complete
+    from paperworks_shared.models import load_model, tiny_causal_lm
+
+    model = tiny_causal_lm("llama", seed=0)
+    path = cache_dir("unit", {"k": 1})
+    # a crash while saving leaves no folder that counts as complete (and no half-written final folder)
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "save_model", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            train_mod.save_trained(model, path, {"loss": 1.0}, {"k": 1})
+    assert not is_complete(path) and not path.exists()
+    train_mod.save_trained(model, path, {"loss": 1.0}, {"k": 1})
+    assert is_complete(path) and not path.with_name(path.name + ".tmp").exists()
+    loaded, _ = load_model(path)
+    for (n, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert n and torch.equal(p, q), n

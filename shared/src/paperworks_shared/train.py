@@ -87,6 +87,22 @@ def evaluate_loss(
     return float(sum(losses) / len(losses))
 
 
+def save_trained(model: PreTrainedModel, path: Path, metrics: dict, key: dict) -> Path:
+    """Save a trained tiny model (+ byte tokenizer, metrics.json) to cache folder `path` atomically.
+
+    Written to a sibling `.tmp` folder, marked complete with `key`, then renamed: a crash mid-save
+    never leaves a folder that `is_complete` would accept."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, byte_tokenizer(), tmp)
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    mark_complete(tmp, key)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
+
+
 def train_tiny_lm(
     arch: str = "llama",
     *,
@@ -172,13 +188,7 @@ def train_tiny_lm(
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if cache:
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, byte_tokenizer(), tmp)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        mark_complete(tmp, key)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        save_trained(model, path, metrics, key)
     return TrainedLM(model, byte_tokenizer(), path, metrics, cache_hit=False)
 
 

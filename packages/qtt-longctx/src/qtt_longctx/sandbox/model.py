@@ -15,15 +15,15 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
-from paperworks_shared.cache import cache_dir, is_complete, mark_complete
-from paperworks_shared.models import BOS_ID, PAD_ID, byte_tokenizer, load_model, save_model, tiny_causal_lm
+from paperworks_shared.cache import cache_dir, is_complete
+from paperworks_shared.models import BOS_ID, PAD_ID, byte_tokenizer, load_model, tiny_causal_lm
+from paperworks_shared.train import save_trained
 
 from .tasks import training_texts
 
@@ -123,13 +123,7 @@ def train_sandbox_model(settings: SandboxSettings | None = None, progress: bool 
         "settings": asdict(settings),
     }
     if cache:
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_model(model, byte_tokenizer(), tmp)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        mark_complete(tmp, key)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        save_trained(model, path, metrics, key)
     return model, byte_tokenizer(), metrics
 
 
