@@ -61,44 +61,12 @@ def predict_concept_logits(model: ConceptBottleneckModel, data, batch_size: int 
     return torch.cat(out)
 
 
-class _AdamW:
-    """Plain AdamW (Loshchilov & Hutter) on a parameter list.
-
-    Why not torch.optim.AdamW: constructing any torch optimizer imports torch._dynamo, which takes
-    tens of seconds on a loaded 2-core machine; these models are tiny, so the update is written out.
-    """
-
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.wd, self.b1, self.b2, self.eps = lr, weight_decay, betas[0], betas[1], eps
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            if self.wd:
-                p.mul_(1 - self.lr * self.wd)
-            m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
-            v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
-            p.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-self.lr)
-
-
 def _loop(params, batches_fn, loss_fn, epochs, lr, weight_decay, desc, progress, log):
-    opt = _AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
     for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
         total, n = 0.0, 0
         for batch in batches_fn():
-            opt.zero_grad()
+            opt.zero_grad(set_to_none=True)
             loss = loss_fn(batch)
             loss.backward()
             opt.step()
