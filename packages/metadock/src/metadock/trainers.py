@@ -8,6 +8,7 @@ library, kept for comparison). MAML with torch.func can also vmap over the tasks
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -94,6 +95,21 @@ class _Base:
 
     def _trainable(self, name: str) -> bool:
         return self.train_gates or not self.dock.is_gate(name)
+
+    def _dock_adapt(self, task: Task, steps: int, **kw) -> AdaptedTask:
+        """The dock's inner loop on `task`'s support set with this trainer's settings (masks off if dense;
+        with adapt_gates False the gates get no gradient, so the budget schedule t/T plays no role)."""
+        with _dense(self.dock) if self.dense else contextlib.nullcontext():
+            return self.dock.adapt(
+                task.support_x,
+                task.support_y,
+                steps,
+                self.inner_lr,
+                self.step_count,
+                self.total_steps,
+                adapt_gates=self.adapt_gates,
+                **kw,
+            )
 
     # subclasses: meta_gradient(task) -> dict name -> grad
     def _mode(self) -> str:
@@ -218,32 +234,9 @@ class IMAMLTrainer(_Base):
         steps = self.inner_steps if steps is None else steps
         prox = self.lam if self.mode == "exact" else 0.0
         pull = self.lam if self.mode == "faithful" else 0.0
-        if self.dense:
-            with _dense(self.dock):
-                return self.dock.adapt(
-                    task.support_x,
-                    task.support_y,
-                    steps,
-                    self.inner_lr,
-                    self.step_count,
-                    self.total_steps,
-                    prox_lam=prox,
-                    pullback_lam=pull,
-                    adapt_gates=False,
-                )
-        if self.backend == "higher":
+        if self.backend == "higher" and not self.dense:
             return _higher_adapt(self, task, steps, prox, pull, track=False)
-        return self.dock.adapt(
-            task.support_x,
-            task.support_y,
-            steps,
-            self.inner_lr,
-            self.step_count,
-            self.total_steps,
-            prox_lam=prox,
-            pullback_lam=pull,
-            adapt_gates=self.adapt_gates,
-        )
+        return self._dock_adapt(task, steps, prox_lam=prox, pullback_lam=pull)
 
     def meta_gradient(self, task: Task):
         dock = self.dock
@@ -315,20 +308,7 @@ class MAMLTrainer(_Base):
 
     def adapt(self, task: Task, steps: int | None = None) -> AdaptedTask:
         steps = self.inner_steps if steps is None else steps
-        if self.dense:
-            with _dense(self.dock):
-                return self.dock.adapt(
-                    task.support_x, task.support_y, steps, self.inner_lr, adapt_gates=False
-                )
-        return self.dock.adapt(
-            task.support_x,
-            task.support_y,
-            steps,
-            self.inner_lr,
-            self.step_count,
-            self.total_steps,
-            adapt_gates=self.adapt_gates,
-        )
+        return self._dock_adapt(task, steps)
 
     def task_loss_fn(self):
         """A pure function theta -> query loss after adaptation (torch.func path)."""
