@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from .taxonomy import CODE_PROMPT_LABELS, MAST_V3
+from .taxonomy import CODE_PROMPT_LABELS, MAST_V3, STALE_EXAMPLE_IDS
 from .traces.schema import Trace, Turn
 
 IDS = MAST_V3.ids
@@ -75,27 +75,7 @@ def judge_response(style: str, truth: dict[str, bool], rng: random.Random) -> st
             f"{m} {_yn(truth[m])}" for m in IDS
         )
     if style == "example_echo_first":
-        stale = "C.\n" + "\n".join(
-            f"{m} no"
-            for m in (
-                "1.1",
-                "1.2",
-                "1.3",
-                "1.4",
-                "1.5",
-                "1.6",
-                "2.1",
-                "2.2",
-                "2.3",
-                "2.4",
-                "2.5",
-                "2.6",
-                "2.7",
-                "3.1",
-                "3.2",
-                "3.3",
-            )
-        )
+        stale = "C.\n" + "\n".join(f"{m} no" for m in STALE_EXAMPLE_IDS)
         return (
             "The example answer was:\nA. x\nB. no\n"
             + stale

@@ -257,6 +257,14 @@ CODE_PROMPT_LABELS: dict[str, str] = {
     "3.3": "Weak Verification",
 }
 
+# The authors' prompt ships a stale example answer with 16 lines (1.1-1.6, 2.1-2.7, 3.1-3.3: the
+# pre-v3 numbering); judges sometimes echo it before their real answer, which the parser must skip.
+STALE_EXAMPLE_IDS: tuple[str, ...] = (
+    tuple(f"1.{i}" for i in range(1, 7))
+    + tuple(f"2.{i}" for i in range(1, 8))
+    + tuple(f"3.{i}" for i in range(1, 4))
+)
+
 MAST_CODE_PROMPT = TaxonomyVersion(
     name="mast-code-prompt-2025",
     categories=_CATS,

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..taxonomy import CODE_PROMPT_LABELS, MAST_V3
+from ..taxonomy import CODE_PROMPT_LABELS, MAST_V3, STALE_EXAMPLE_IDS
 from .base import Completion, JudgeParams
 
 STYLES = ("terse", "echo", "markdown", "json", "missing_mode", "example_echo", "garbage")
@@ -95,27 +95,7 @@ class StubBehaviour:
             lines = [f"- **{m} {CODE_PROMPT_LABELS[m]}**: **{yn[m].capitalize()}**" for m in MAST_V3.ids]
         body = "\n".join([summary, f"B. {done}", "C."] + lines)
         if self.style == "example_echo":  # the stale 16-line example answer, echoed first
-            stale = [
-                f"{i} no"
-                for i in (
-                    "1.1",
-                    "1.2",
-                    "1.3",
-                    "1.4",
-                    "1.5",
-                    "1.6",
-                    "2.1",
-                    "2.2",
-                    "2.3",
-                    "2.4",
-                    "2.5",
-                    "2.6",
-                    "2.7",
-                    "3.1",
-                    "3.2",
-                    "3.3",
-                )
-            ]
+            stale = [f"{i} no" for i in STALE_EXAMPLE_IDS]
             body = "\n".join(["Example answer:", "A. x", "B. no", "C."] + stale) + "\n\nMy answer:\n" + body
         return f"@@\n{body}\n@@"
 
