@@ -45,6 +45,10 @@ def test_broken_benchmark_is_reported_and_others_still_run(tmp_path):
     assert "## alpha" in report and "FAILED" in report and "deliberately broken" in report
     assert "## beta" in report and "a claim" in report and "![exp-one](beta/exp-one.png)" in report
     assert "recorded nothing" in report  # gamma
+    # a later run of one package keeps the others in the summary table, marked as earlier runs
+    (tmp_path / "beta" / "exp-one.json").write_text(json.dumps({**rec, "seconds": 2.5}))
+    report = write_report(tmp_path, outcomes[:1], scale="smoke").read_text()
+    assert "| alpha | FAILED" in report and "| beta | earlier run (" in report and "| 2.5 |" in report
 
 
 def test_markdown_table_and_record_roundtrip(tmp_path):
