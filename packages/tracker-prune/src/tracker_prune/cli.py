@@ -49,8 +49,21 @@ def cmd_prune(args):
 
     pool, test = _data(args)
     m = load(args.model)
-    p = Pruner(m, args.method, weights={"attn": args.w_attn, "mlp": args.w_mlp, "conv": args.w_conv})
-    if args.search_steps and args.method in ("vitslim", "netslim"):
+    c = m.config
+    example = (
+        torch.zeros(1, 3, c["template_size"], c["template_size"]),
+        torch.zeros(1, 3, c["search_size"], c["search_size"]),
+    )
+    p = Pruner(
+        m,
+        args.method,
+        weights={"attn": args.w_attn, "mlp": args.w_mlp, "conv": args.w_conv},
+        example_inputs=example if args.kind == "flops" else None,
+        budget=args.budget if args.method == "chipnet" else None,
+        budget_kind=args.kind,
+        seed=args.seed,
+    )
+    if args.search_steps and args.method in ("vitslim", "netslim", "chipnet"):
         train(
             m,
             args.search_steps,
@@ -59,21 +72,12 @@ def cmd_prune(args):
             lr=1e-3,
             seed=args.seed + 2,
             regularizer=p.regularizer,
+            callback=p.search_callback(args.search_steps),
+            gate_lr=args.gate_lr if args.method == "chipnet" else None,
             progress=True,
             desc="search",
         )
-    masks = (
-        p.masks(args.budget, kind=args.kind, scope=args.scope, min_keep=args.min_keep)
-        if args.kind != "flops"
-        else Pruner(
-            m,
-            args.method,
-            example_inputs=(
-                torch.zeros(1, 3, m.config["template_size"], m.config["template_size"]),
-                torch.zeros(1, 3, m.config["search_size"], m.config["search_size"]),
-            ),
-        ).masks(args.budget, kind="flops", scope=args.scope, min_keep=args.min_keep)
-    )
+    masks = p.masks(args.budget, kind=args.kind, scope=args.scope, min_keep=args.min_keep)
     p.apply(masks, fold_scales=not args.no_fold)
     before = evaluate(m, test)
     if args.finetune_steps:
@@ -137,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prune", help="sparsity search, threshold at a budget, apply masks, fine-tune")
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--method", default="vitslim", choices=["vitslim", "netslim", "l1", "random"])
+    p.add_argument("--method", default="vitslim", choices=["vitslim", "netslim", "chipnet", "l1", "random"])
+    p.add_argument(
+        "--gate-lr", type=float, default=0.2, help="chipnet: learning rate of the gate parameters psi"
+    )
     p.add_argument("--budget", type=float, default=0.25, help="fraction in (0, 1] of prunable units kept")
     p.add_argument("--kind", default="channels", choices=["channels", "params", "flops"])
     p.add_argument("--scope", default="global", choices=["global", "layerwise"])

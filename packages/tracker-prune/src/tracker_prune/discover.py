@@ -110,12 +110,13 @@ def inject_gates(model: nn.Module) -> dict[str, nn.Module]:
             targets.append((name, GatedMlp))
     # skip modules nested inside already-gated wrappers
     targets = [(n, c) for n, c in targets if ".inner" not in n]
-    for name, cls in targets:
-        set_submodule(model, name, cls(model.get_submodule(name)))
+    for name, cls in targets:  # wrappers inherit the train/eval mode of what they wrap
+        inner = model.get_submodule(name)
+        set_submodule(model, name, cls(inner).train(inner.training))
     for pair in list(conv_pairs(model)):
         bn = getattr(pair.block, pair.bn)
         if not isinstance(bn, GatedBatchNorm2d):
-            setattr(pair.block, pair.bn, GatedBatchNorm2d(bn))
+            setattr(pair.block, pair.bn, GatedBatchNorm2d(bn).train(bn.training))
     units = gated_units(model)
     if not units:
         raise ValueError(

@@ -1,31 +1,70 @@
 """Torch-Pruning (DepGraph) peer for the benchmark only (notes §4.1, §5).
 
-Same pruning scope as ours: only the internal convs (ResBlock conv1 and the head's hidden conv) are
-roots; every other conv is ignored so residual-stream channels stay intact. TP's ``pruning_ratio`` is
-per channel, so we bisect it until the realised parameter count matches a target (notes §5 item 3).
+Same pruning scope as ours, residual stream untouched:
+
+* CNN tracker: only the internal convs (ResBlock conv1, the head's hidden conv) are roots; every
+  other conv is ignored.
+* ViT / hybrid tracker: following Torch-Pruning's ``examples/transformers/prune_timm_vit.py``
+  (``num_heads={attn.qkv: H}``, ``prune_head_dims=True``, fc2 ignored = "bottleneck" mode), the
+  roots are every ``attn.qkv`` (head dims, the same count removed from every head), every
+  ``mlp.fc1`` (hidden units) and the head's hidden conv; patch embedding, ``attn.proj``,
+  ``mlp.fc2`` and the output conv are ignored, so the embed dim is never pruned. Afterwards each
+  timm ``Attention`` gets ``head_dim``/``attn_dim`` updated as in the TP example; timm's fused
+  attention then uses ``head_dim ** -0.5`` of the *pruned* dim (TP's behaviour, notes §4.1) -
+  the peer is fine-tuned after pruning, so it adapts.
+
+TP's ``pruning_ratio`` is per channel, so `tp_prune_to_params` bisects it until the realised
+parameter count matches a target (notes §5 item 3).
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 
-import torch
 from torch import nn
 
 from .cost import count_params
-from .discover import conv_pairs
+from .discover import conv_pairs, is_attention, is_mlp
+
+
+def _vit_scope(m: nn.Module):
+    """(num_heads, ignored layers) for a tracker built from timm Attention / Mlp (un-gated)."""
+    num_heads, roots = {}, set()
+    for mod in m.modules():
+        if is_attention(mod):
+            num_heads[mod.qkv] = mod.num_heads
+            roots.add(id(mod.qkv))
+        elif is_mlp(mod):
+            roots.add(id(mod.fc1))
+    roots |= {id(getattr(p.block, p.producer)) for p in conv_pairs(m)}
+    ignored = [mod for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear)) and id(mod) not in roots]
+    return num_heads, ignored
 
 
 def tp_prune(model: nn.Module, ratio: float, example_inputs: tuple) -> nn.Module:
+    """A Torch-Pruning copy of ``model`` with L1 (magnitude) importance at channel ratio ``ratio``."""
     import torch_pruning as tp
 
     m = copy.deepcopy(model).eval()
-    internal = {id(getattr(p.block, p.producer)) for p in conv_pairs(m)}
-    ignored = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d) and id(mod) not in internal]
-    imp = tp.importance.MagnitudeImportance(p=1)
-    tp.pruner.MetaPruner(
-        m, example_inputs, importance=imp, pruning_ratio=ratio, ignored_layers=ignored
-    ).step()
+    num_heads, ignored = _vit_scope(m)
+    with warnings.catch_warnings():  # TP warns about the (unpruned) positional-embedding parameters
+        warnings.simplefilter("ignore")
+        pruner = tp.pruner.MetaPruner(
+            m,
+            example_inputs,
+            importance=tp.importance.MagnitudeImportance(p=1),
+            pruning_ratio=ratio,
+            ignored_layers=ignored,
+            num_heads=num_heads,
+            prune_head_dims=True,
+            prune_num_heads=False,
+        )
+        pruner.step()
+    for mod in m.modules():  # as in TP's prune_timm_vit.py
+        if is_attention(mod):
+            mod.head_dim = mod.qkv.out_features // (3 * mod.num_heads)
+            mod.attn_dim = mod.num_heads * mod.head_dim
     return m
 
 
@@ -42,8 +81,3 @@ def tp_prune_to_params(
         else:
             hi, best = mid, cand
     return best if best is not None else tp_prune(model, hi, example_inputs)
-
-
-@torch.no_grad()
-def _check(m, x):  # pragma: no cover - debugging helper
-    return m(*x)

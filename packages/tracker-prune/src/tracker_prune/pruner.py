@@ -6,7 +6,8 @@ Methods (notes §1.1, §1.3):
 * ``netslim`` - the paper's hybrid recipe: ViT-Slim gates on attention/MLP, Network Slimming on
   CNN channels (L1 on BN gamma, gate frozen at 1); conv importance = |gamma|.
 * ``l1`` - weight-magnitude importance, no regulariser.  ``random`` - seeded random importance.
-* ``chipnet`` is not implemented (raises).
+* ``chipnet`` - ChipNet (notes §1.4, `tracker_prune.chipnet`): logistic + continuous-Heaviside soft
+  gates, crispness and budget losses for the budget given at construction, thresholding to masks.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import math
 import torch
 from torch import nn
 
+from . import chipnet as cn
 from .discover import conv_pairs, inject_gates
 from .slim import Masks, set_masks
 from .units import GatedAttention, GatedBatchNorm2d, GatedMlp
 
-METHODS = ("vitslim", "netslim", "l1", "random")
+METHODS = ("vitslim", "netslim", "chipnet", "l1", "random")
 KINDS = ("channels", "params", "flops")
 SCOPES = ("global", "layerwise")
 DEFAULT_WEIGHTS = {"attn": 1.5e-4, "mlp": 7.5e-5, "conv": 1e-5}  # OSTrack yaml w1, w2; STARK s
@@ -38,7 +40,8 @@ class Pruner:
     """Injects gates into ``model`` (in place) and computes budgeted masks.
 
     ``example_inputs`` (a tuple of forward args) is needed only for ``kind="flops"`` (token / pixel
-    counts per unit are recorded with hooks).
+    counts per unit are recorded with hooks). ``method="chipnet"`` needs the target ``budget`` and
+    ``budget_kind`` up front (they enter its loss); its gates start at psi ~ U(0, 0.01).
     """
 
     def __init__(
@@ -48,9 +51,10 @@ class Pruner:
         weights: dict | None = None,
         example_inputs: tuple | None = None,
         seed: int = 0,
+        budget: float | None = None,
+        budget_kind: str = "channels",
+        chipnet_gates: cn.ChipNetGates | None = None,
     ):
-        if method == "chipnet":
-            raise NotImplementedError("method='chipnet' is not implemented in this version")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
         self.model, self.method, self.seed = model, method, seed
@@ -67,6 +71,27 @@ class Pruner:
         self._sizes: dict[str, float] | None = None
         if example_inputs is not None:
             self._sizes = self._record_sizes(example_inputs)
+        self.chipnet: cn.ChipNetGates | None = None
+        if method == "chipnet":
+            if budget is None:
+                raise ValueError("method='chipnet' needs budget=... (the budget enters its loss)")
+            self.budget = check_budget(budget)
+            if budget_kind not in KINDS:
+                raise ValueError(f"unknown budget kind {budget_kind!r}; choose one of {KINDS}")
+            self.budget_kind = budget_kind
+            self._chip_cost = self.element_cost(budget_kind)
+            self.chipnet = chipnet_gates or cn.ChipNetGates()
+            gen = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for u in self.units.values():  # psi ~ U(0, 0.01) (ChipNet init)
+                    u.zeta.copy_(torch.rand(u.zeta.shape, generator=gen) * 0.01)
+                    u.soft = self.chipnet
+
+    def search_callback(self, total_steps: int, epochs: int = 20):
+        """For ``chipnet``: a per-step callable annealing beta/gamma/sigma over ``epochs`` virtual epochs."""
+        if self.chipnet is None:
+            return None
+        return self.chipnet.callback(total_steps, epochs)
 
     # ------------------------------------------------------------------ regulariser (§1.1 step 2)
     def gate_parameters(self) -> list[nn.Parameter]:
@@ -74,6 +99,8 @@ class Pruner:
 
     def regularizer(self) -> torch.Tensor:
         """The sparsity penalty to add to the task loss during the search phase."""
+        if self.chipnet is not None:  # 30 (V - V_c)^2 + 10 crispness (notes §1.4)
+            return cn.chipnet_loss(self.units, self.chipnet, self._chip_cost, self.budget)
         terms = []
         for u in self.units.values():
             w = self.weights[u.unit_kind]
@@ -95,6 +122,8 @@ class Pruner:
                 out[name] = torch.rand(u.mask.shape, generator=gen)
             elif self.method == "l1":
                 out[name] = self._l1(u)
+            elif self.method == "chipnet":
+                out[name] = u.raw_gate().detach().float().cpu()  # zeta_t in [0, 1]
             elif isinstance(u, GatedBatchNorm2d) and self.method == "netslim":
                 out[name] = u.bn.weight.detach().abs().float().cpu()
             else:
@@ -200,6 +229,8 @@ class Pruner:
             raise ValueError(f"min_keep must be >= 0, got {min_keep}")
         imp = self.importance()
         cost = self.element_cost(kind)
+        if self.method == "chipnet" and scope == "global":
+            return self._floor(cn.threshold_masks(imp, cost, budget, kind), imp, min_keep)
         if scope == "layerwise":
             groups = [[n] for n in self.units]
         elif kind == "channels":
@@ -228,9 +259,13 @@ class Pruner:
             for j in keep.tolist():
                 n, i = owner[j]
                 flat_masks[n][i] = True
+        return self._floor(flat_masks, imp, min_keep)
+
+    def _floor(self, masks: Masks, imp: dict, min_keep: int) -> Masks:
+        """Keep at least ``min_keep`` top-importance gates per unit (``compress_minthresh``)."""
         out = {}
         for n, u in self.units.items():
-            m = flat_masks[n]
+            m = masks[n].flatten().clone()
             floor = min(min_keep, m.numel())
             if int(m.sum()) < floor:
                 top = torch.argsort(imp[n].flatten(), descending=True, stable=True)[:floor]
@@ -249,7 +284,8 @@ class Pruner:
         set_masks(self.model, masks)
         with torch.no_grad():
             for u in self.units.values():
-                z = u.zeta.detach()
+                z = u.raw_gate().detach()  # zeta, or ChipNet's zeta_t
+                u.soft = None
                 if fold_scales:
                     if isinstance(u, GatedAttention):
                         a = u.inner

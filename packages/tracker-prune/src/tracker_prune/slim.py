@@ -49,7 +49,7 @@ def _slim_attention(unit: GatedAttention, mask: torch.Tensor) -> SlimAttention:
     H, d = a.num_heads, a.head_dim
     D = a.qkv.in_features
     heads, kmax = _attn_layout(unit, mask)
-    g = unit.zeta.detach() * mask.to(unit.zeta.dtype)
+    g = unit.raw_gate().detach() * mask.to(unit.zeta.dtype)
     new = SlimAttention(D, len(heads), kmax, a.scale, a.qkv.bias is not None, a.proj.bias is not None)
     new = new.to(a.qkv.weight.dtype)
     W, b = a.qkv.weight.detach(), a.qkv.bias
@@ -76,7 +76,7 @@ def _slim_attention(unit: GatedAttention, mask: torch.Tensor) -> SlimAttention:
 def _slim_mlp(unit: GatedMlp, mask: torch.Tensor) -> SlimMlp:
     m = unit.inner
     idx = torch.nonzero(mask).flatten()
-    g = (unit.zeta.detach() * mask.to(unit.zeta.dtype))[idx]
+    g = (unit.raw_gate().detach() * mask.to(unit.zeta.dtype))[idx]
     new = SlimMlp(
         m.fc1.in_features,
         len(idx),
@@ -121,7 +121,7 @@ def _slim_conv_pair(pair, mask: torch.Tensor) -> None:
     bn = unit.bn
     empty = not bool(mask.any())
     idx = torch.nonzero(mask).flatten() if not empty else torch.zeros(1, dtype=torch.long)
-    g = (unit.zeta.detach() * mask.to(unit.zeta.dtype))[idx]
+    g = (unit.raw_gate().detach() * mask.to(unit.zeta.dtype))[idx]
     new_bn = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats).to(
         bn.weight.dtype if bn.weight is not None else torch.float32
     )
@@ -137,7 +137,7 @@ def _slim_conv_pair(pair, mask: torch.Tensor) -> None:
             new_bn.running_var.copy_(bn.running_var[idx])
             new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
     setattr(pair.block, pair.producer, _conv_slice(getattr(pair.block, pair.producer), idx, 0))
-    setattr(pair.block, pair.bn, new_bn)
+    setattr(pair.block, pair.bn, new_bn.train(unit.training))
     setattr(pair.block, pair.consumer, _conv_slice(getattr(pair.block, pair.consumer), idx, 1))
 
 
@@ -157,9 +157,9 @@ def slim(model: nn.Module, masks: Masks | None = None) -> nn.Module:
     for name, unit in units.items():
         mask = unit.mask.detach().clone()
         if isinstance(unit, GatedAttention):
-            set_submodule(out, name, _slim_attention(unit, mask))
+            set_submodule(out, name, _slim_attention(unit, mask).train(unit.training))
         elif isinstance(unit, GatedMlp):
-            set_submodule(out, name, _slim_mlp(unit, mask))
+            set_submodule(out, name, _slim_mlp(unit, mask).train(unit.training))
         else:
             _slim_conv_pair(pairs[name], mask)
     return out

@@ -42,16 +42,28 @@ def train(
     regularizer=None,
     desc: str = "train",
     progress: bool = False,
+    callback=None,
+    gate_lr: float | None = None,
 ) -> list[float]:
-    """Adam training on random pairs; ``regularizer`` (a callable) is added to the loss (search phase)."""
+    """Adam training on random pairs; ``regularizer`` (a callable) is added to the loss (search phase).
+
+    ``callback(step)`` runs after every step (ChipNet's temperature schedules); ``gate_lr`` gives the
+    gate parameters (``*.zeta``) their own learning rate.
+    """
     rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    if gate_lr is None:
+        opt = torch.optim.Adam(params, lr=lr)
+    else:
+        gates = [p for n, p in named if n.endswith("zeta")]
+        rest = [p for n, p in named if not n.endswith("zeta")]
+        opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": gates, "lr": gate_lr}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     cfg = model.config
     losses = []
     model.train()
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+    for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         z, x, t = sample_pairs(rng, batch, cfg["template_size"], cfg["search_size"], pool=pool)
         loss = tracking_loss(model(z, x), t, cfg["search_size"])
         if regularizer is not None:
@@ -61,6 +73,8 @@ def train(
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        if callback is not None:
+            callback(step)
         losses.append(float(loss.detach()))
     model.eval()
     return losses

@@ -27,7 +27,23 @@ def _check_identity(mod: nn.Module, what: str, owner: str) -> None:
         )
 
 
-class GatedAttention(nn.Module):
+class _Gated(nn.Module):
+    """Shared gate logic: the effective gate is ``soft(zeta) * mask``.
+
+    ``soft`` is None (the gate value is ``zeta`` itself, ViT-Slim) or a callable such as
+    `tracker_prune.chipnet.ChipNetGates` mapping the raw parameter psi to ChipNet's soft gate.
+    """
+
+    soft = None
+
+    def raw_gate(self) -> torch.Tensor:
+        return self.zeta if self.soft is None else self.soft(self.zeta)
+
+    def gate(self) -> torch.Tensor:
+        return self.raw_gate() * self.mask.to(self.zeta.dtype)
+
+
+class GatedAttention(_Gated):
     """A timm ``Attention`` with one gate per head-dim shared by q, k, v (notes §1.2).
 
     The attention scale stays ``d ** -0.5`` of the *original* head dim (pitfall 1).
@@ -51,9 +67,6 @@ class GatedAttention(nn.Module):
             raise TypeError("attention qkv does not have the timm (3, H, d) layout")
         self.zeta = nn.Parameter(torch.ones(H, d))
         self.register_buffer("mask", torch.ones(H, d, dtype=torch.bool))
-
-    def gate(self) -> torch.Tensor:
-        return self.zeta * self.mask.to(self.zeta.dtype)
 
     def forward(self, x, attn_mask=None, is_causal: bool = False):
         a = self.inner
@@ -97,7 +110,7 @@ class SlimAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, N, H * k))
 
 
-class GatedMlp(nn.Module):
+class GatedMlp(_Gated):
     """A timm ``Mlp`` with one gate per hidden unit after the activation (notes §1.2, pitfall 3)."""
 
     unit_kind = "mlp"
@@ -116,9 +129,6 @@ class GatedMlp(nn.Module):
         self.inner = inner
         self.zeta = nn.Parameter(torch.ones(inner.fc1.out_features))
         self.register_buffer("mask", torch.ones(inner.fc1.out_features, dtype=torch.bool))
-
-    def gate(self) -> torch.Tensor:
-        return self.zeta * self.mask.to(self.zeta.dtype)
 
     def forward(self, x):
         m = self.inner
@@ -141,7 +151,7 @@ class SlimMlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class GatedBatchNorm2d(nn.Module):
+class GatedBatchNorm2d(_Gated):
     """BatchNorm2d followed by a per-channel gate (mask after BN: a pruned channel is exactly 0)."""
 
     unit_kind = "conv"
@@ -153,9 +163,6 @@ class GatedBatchNorm2d(nn.Module):
         self.bn = bn
         self.zeta = nn.Parameter(torch.ones(bn.num_features))
         self.register_buffer("mask", torch.ones(bn.num_features, dtype=torch.bool))
-
-    def gate(self) -> torch.Tensor:
-        return self.zeta * self.mask.to(self.zeta.dtype)
 
     def forward(self, x):
         return self.bn(x) * self.gate().to(x.dtype)[None, :, None, None]

@@ -1,0 +1,116 @@
+"""Benchmark helpers: cached dense trackers, searches, prune + fine-tune runs, seed aggregation."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from paperworks_shared.cache import cache_dir, is_complete, mark_complete
+from paperworks_shared.repro import seed_everything
+
+from .discover import gated_units
+from .io import load, save
+from .pruner import Pruner
+from .trackers import build_tracker
+from .train import evaluate, train
+
+CACHE_VERSION = 1
+SEARCH_W = {"attn": 2e-3, "mlp": 1e-3, "conv": 2e-3}  # larger than the paper's: 50-step search
+
+
+def example_inputs():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(1, 3, 32, 32, generator=g), torch.randn(1, 3, 64, 64, generator=g)
+
+
+def dense_tracker(arch: str, seed: int, cfg: dict, pool) -> tuple[torch.nn.Module, bool]:
+    """The dense tracker for (arch, seed), trained once and cached via `paperworks_shared.cache`."""
+    key = {
+        "v": CACHE_VERSION,
+        "arch": arch,
+        "seed": seed,
+        "steps": cfg["dense"],
+        "batch": cfg["batch"],
+        "pool": cfg["pool"],
+        "config": build_tracker(arch).config,
+        "torch": torch.__version__,
+    }
+    d = cache_dir("tracker-prune-dense", key)
+    if is_complete(d):
+        return load(d / "model.pt"), True
+    seed_everything(seed)
+    m = build_tracker(arch)
+    train(m, cfg["dense"], pool, batch=cfg["batch"], seed=seed, desc=f"dense {arch}")
+    d.mkdir(parents=True, exist_ok=True)
+    save(m, d / "model.pt")
+    mark_complete(d, key)
+    return m, False
+
+
+def search(dense, method: str, seed: int, cfg: dict, pool, budget: float | None = None):
+    """Sparsity search from a copy of ``dense``: ViT-Slim / Network-Slimming L1, or ChipNet at ``budget``."""
+    m = copy.deepcopy(dense)
+    p = Pruner(m, method, weights=SEARCH_W, seed=seed, budget=budget if method == "chipnet" else None)
+    train(
+        m,
+        cfg["search"],
+        pool,
+        batch=cfg["batch"],
+        lr=1e-3,
+        seed=seed + 2,
+        regularizer=p.regularizer,
+        callback=p.search_callback(cfg["search"]),
+        gate_lr=cfg["chip_gate_lr"] if method == "chipnet" else None,
+        desc=f"search {method}",
+    )
+    return m, p
+
+
+def prune_eval(base, method, budget, scope, cfg, pool, test, seed, min_keep=1, pruner=None):
+    """Masks at ``budget`` -> AUC before fine-tune -> fine-tune -> AUC after. Returns (model, before, after).
+
+    ``pruner``: reuse a searched ChipNet pruner in place (its gates must not be re-initialised).
+    """
+    if pruner is None:
+        m = copy.deepcopy(base)
+        pruner = Pruner(m, method, seed=seed)
+    else:
+        m = pruner.model
+    masks = pruner.masks(budget, kind="channels", scope=scope, min_keep=min_keep)
+    pruner.apply(masks, fold_scales=True)
+    before = evaluate(m, test)["auc"]
+    train(m, cfg["ft"], pool, batch=cfg["batch"], lr=1e-3, seed=seed + 1, desc="fine-tune")
+    after = evaluate(m, test)
+    return m, before, after
+
+
+def kept_fraction(model) -> float:
+    """Fraction of all gate elements whose mask is on (the realised channel budget)."""
+    units = gated_units(model)
+    return sum(int(u.mask.sum()) for u in units.values()) / sum(u.mask.numel() for u in units.values())
+
+
+def aggregate(rows: list[dict], keys: list[str], metrics: list[str]) -> list[dict]:
+    """Mean and spread (population std over seeds) of ``metrics`` per ``keys`` group, in first-seen order.
+
+    Each output row has ``<metric>`` (mean), ``<metric>_sd`` and a display string ``<metric> ± sd``.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for k, rs in groups.items():
+        row = dict(zip(keys, k))
+        row["seeds"] = len(rs)
+        for m in metrics:
+            v = np.array([r[m] for r in rs], dtype=float)
+            row[m], row[m + "_sd"] = float(v.mean()), float(v.std())
+            row[m + " ± sd"] = f"{v.mean():.3f} ± {v.std():.3f}"
+            row[m + "_per_seed"] = v.tolist()
+        for extra in rs[0]:
+            if extra not in row and extra not in metrics and extra != "seed":
+                row[extra] = rs[0][extra]
+        out.append(row)
+    return out
