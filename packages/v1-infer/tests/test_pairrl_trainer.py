@@ -20,17 +20,27 @@ def tiny():
 
 
 def test_world_grader_and_parser():
-    assert world.answer((7, 5)) == "2"
+    assert world.MOD == 5 and world.answer((3, 4)) == "2" and world.answer((0, 0)) == "0"
+    assert world.is_correct({"a": 3, "b": 4}, "2") and not world.is_correct({"a": 3, "b": 4}, "3")
     assert world.parse_digit_rating("0") == 1 and world.parse_digit_rating("9") == 10
     assert world.parse_digit_rating("x") is None and world.parse_digit_rating("") is None
-    ex = world.sft_examples(5, np.random.default_rng(0))
-    assert len(ex) == 15 and ex[0].startswith("Q ")
+    assert world.parse_digit_rating("\u00b9") is None  # str.isdigit() accepts superscripts
+    ex = world.sft_examples(200, np.random.default_rng(0), solve_rate=1.0, seen_frac=0.6)
+    seen = world.seen_facts(0.6)
+    assert len(seen) == 15
+    solver = [(p, c) for p, c in ex if p.startswith("Q ")]
+    assert solver and all(c == world.answer((int(p[2]), int(p[4]))) for p, c in solver)
+    assert {(int(p[2]), int(p[4])) for p, _ in solver} <= seen  # unseen facts get no solver lines
+    judge = [(p, c) for p, c in ex if p.startswith("J ")]
+    assert len(judge) == 200 and all(len(c) == 2 and c.isdigit() for _, c in judge)
 
 
 def test_sft_loss_falls(tiny):
     model, tok = copy.deepcopy(tiny[0]), tiny[1]
     losses = sft(model, tok, world.sft_examples(500, np.random.default_rng(0)), steps=30, batch=32)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    with pytest.raises(ValueError, match="pairs"):
+        sft(model, tok, ["Q 1+2=3"], steps=1)
 
 
 def test_completion_logp_matches_manual(tiny):
@@ -53,30 +63,49 @@ def test_rl_steps_run_and_change_weights(tiny, mode):
         assert all(x["judge_prompts"] == 0 for x in log)
 
 
-def test_cli_pairrl_tiny_run(tmp_path, capsys):
+def test_resume_continues_exactly(tiny, tmp_path):
+    """2 steps straight == 1 step, checkpoint, resume for the 2nd (same weights, same metrics)."""
+    from v1_infer.pairrl.runner import RunConfig, train_mode_torch
+
+    tok = tiny[1]
+    cfg = RunConfig(steps=2, problems_per_step=4, out=str(tmp_path / "a"), save_every=1)
+    m1 = copy.deepcopy(tiny[0])
+    log1 = train_mode_torch(m1, tok, cfg, "pair", 0)
+    # interrupted run: only the first step, then resume
+    cfg_b = RunConfig(steps=2, problems_per_step=4, out=str(tmp_path / "b"), save_every=1)
+    m2 = copy.deepcopy(tiny[0])
+    train_mode_torch(m2, tok, RunConfig(**{**vars(cfg_b), "steps": 1}), "pair", 0)
+    assert (tmp_path / "b/seed0/pair/step-1/model.safetensors").is_file()
+    m3 = copy.deepcopy(tiny[0])  # fresh weights: resume must load the checkpoint
+    log2 = train_mode_torch(m3, tok, RunConfig(**{**vars(cfg_b), "resume": True}), "pair", 0)
+    assert [x["step"] for x in log2] == [1]
+    assert log2[0]["gen_reward"] == log1[1]["gen_reward"]
+    for a, b in zip(m1.parameters(), m3.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    lines = (tmp_path / "b/seed0/pair/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and (tmp_path / "b/seed0/pair/final/config.json").is_file()
+
+
+def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
     import json
 
     from v1_infer.cli import main
 
-    out = tmp_path / "p.json"
-    assert (
-        main(
-            [
-                "pairrl",
-                "--modes",
-                "pair,rl",
-                "--sft-steps",
-                "3",
-                "--steps",
-                "1",
-                "--eval-problems",
-                "4",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'modes = ["pair", "rl"]\nsft_steps = 3\nsteps = 1\nproblems_per_step = 4\neval_problems = 4\n'
     )
+    out = tmp_path / "p.json"
+    assert main(["pairrl", "--config", str(cfg), "--out", str(tmp_path / "run"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [r["model"] for r in data["rows"]] == ["warm start (SFT)", "pair RL", "rl RL"]
+    assert data["config"]["steps"] == 1 and data["config"]["backend"] == "torch"
     assert "verifier_acc" in capsys.readouterr().out
+    assert (tmp_path / "run/seed0/warm_start/config.json").is_file()
+    assert (tmp_path / "run/seed0/rl/metrics.jsonl").read_text().count("\n") == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stepz = 3\n")
+    with pytest.raises(ValueError, match="stepz"):
+        main(["pairrl", "--config", str(bad)])
+    with pytest.raises(SystemExit, match="out"):
+        main(["pairrl", "--save-every", "1", "--steps", "1"])

@@ -208,17 +208,55 @@ def cmd_bench(a) -> int:
     return 0
 
 
-def cmd_pairrl(a) -> int:
-    from .pairrl.study import run_small_world
+_PAIRRL_FLAGS = {  # argparse dest -> RunConfig field (only flags given explicitly override the config)
+    "backend": "backend",
+    "modes": "modes",
+    "seeds": "seeds",
+    "sft_steps": "sft_steps",
+    "steps": "steps",
+    "problems_per_step": "problems_per_step",
+    "lam": "lam",
+    "lr": "lr",
+    "eval_problems": "eval_problems",
+    "budget": "budget",
+    "out": "out",
+    "save_every": "save_every",
+    "resume": "resume",
+}
 
-    modes = tuple(a.modes.split(","))
-    rows, extra = run_small_world(a.sft_steps, a.steps, a.eval_problems, a.seed, modes, progress=True)
+
+def cmd_pairrl(a) -> int:
     from paperworks_shared.bench import markdown_table
 
+    from .pairrl.runner import RunConfig, load_config, run_study, summarize
+
+    data = load_config(a.config) if a.config else {}
+    for dest, key in _PAIRRL_FLAGS.items():
+        v = getattr(a, dest)
+        if v is not None:
+            data[key] = v
+    if isinstance(data.get("modes"), str):
+        data["modes"] = tuple(m.strip() for m in data["modes"].split(",") if m.strip())
+    if isinstance(data.get("seeds"), str):
+        data["seeds"] = tuple(int(x) for x in data["seeds"].split(",") if x.strip())
+    try:
+        cfg = RunConfig(**data)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"pairrl: {e}") from e
+    rows, extra = run_study(cfg, progress=True)
     print(markdown_table(rows))
-    print(f"SFT loss {extra['sft_loss_first']:.3f} -> {extra['sft_loss_last']:.3f}")
+    if len(cfg.seeds) > 1:
+        print(markdown_table(summarize(rows)))
+    for seed, info in extra["sft"].items():
+        print(f"seed {seed}: SFT loss {info['sft_loss_first']:.3f} -> {info['sft_loss_last']:.3f}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"rows": rows, **extra}, indent=1, default=str))
+        Path(a.json).write_text(
+            json.dumps(
+                {"config": vars(cfg), "rows": rows, "summary": summarize(rows), **extra},
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 
@@ -286,14 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_generate)
 
     s = sub.add_parser(
-        "pairrl", help="PairRL / PointRL / RL-only on the small offline world (tiny model, CPU)"
+        "pairrl",
+        help="PairRL / PointRL / RL-only on the small offline world (warm start, RL per mode, evaluation)",
+        description="Warm-start a tiny byte-level model on the (a+b) mod 5 world, RL-train a copy in each mode "
+        "with the torch reference trainer or the TRL GRPOTrainer subclass, and report Pass@1, pairwise "
+        "verifier accuracy and V1-Infer selection accuracy. Flags override the --config file.",
     )
-    s.add_argument("--modes", default="pair,point,rl", help="comma-separated subset of pair,point,rl")
-    s.add_argument("--sft-steps", type=int, default=400, help="warm-start steps before RL")
-    s.add_argument("--steps", type=int, default=40, help="RL steps per mode")
-    s.add_argument("--eval-problems", type=int, default=80)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--json", help="write rows and per-step logs here")
+    s.add_argument("--config", help="TOML or YAML file with RunConfig keys (see packages/v1-infer/configs/)")
+    s.add_argument(
+        "--backend", choices=["torch", "trl"], default=None, help="reference trainer or TRL (default torch)"
+    )
+    s.add_argument("--modes", default=None, help="comma-separated subset of pair,point,rl")
+    s.add_argument("--seeds", default=None, help="comma-separated seeds (default 0)")
+    s.add_argument("--sft-steps", type=int, default=None, help="warm-start SFT steps")
+    s.add_argument("--steps", type=int, default=None, help="RL steps per mode")
+    s.add_argument("--problems-per-step", type=int, default=None)
+    s.add_argument("--lam", type=float, default=None, help="λ, weight of the verifier objective")
+    s.add_argument("--lr", type=float, default=None, help="RL learning rate")
+    s.add_argument("--eval-problems", type=int, default=None)
+    s.add_argument("--budget", type=float, default=None, help="V1-Infer budget multiplier at evaluation")
+    s.add_argument("--out", default=None, help="folder for checkpoints, final models and metrics.jsonl")
+    s.add_argument("--save-every", type=int, default=None, help="checkpoint every N RL steps (needs --out)")
+    s.add_argument(
+        "--resume", action="store_true", default=None, help="continue from the latest checkpoints in --out"
+    )
+    s.add_argument("--json", help="write config, rows, summary and per-step logs here")
     s.set_defaults(fn=cmd_pairrl)
 
     s = sub.add_parser(

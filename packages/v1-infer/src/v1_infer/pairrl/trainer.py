@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import world
+from .judging import judge_advantages
 from .losses import token_mean_clipped_loss
 from .pairing import make_verification_pairs
 from .rewards import pair_verifier_reward, point_verifier_reward
@@ -38,12 +39,17 @@ class PairRLConfig:
     temperature: float = 1.0
     threshold: float | None = 0.2
     rating_norm: str = "minus1_over9"
+    judge_baseline: str = "problem"  # r − mean over the problem's judge rollouts (§6.15) | "step" (§1.5)
     steps: int = 50
     seed: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.judge_baseline not in ("problem", "step"):
+            raise ValueError(f"judge_baseline must be 'problem' or 'step', got {self.judge_baseline!r}")
+        if min(self.solver_rollouts, self.problems_per_step, self.steps) < 1 or self.judge_rollouts < 0:
+            raise ValueError("solver_rollouts, problems_per_step and steps must be >= 1, judge_rollouts >= 0")
 
 
 def _encode(tok, texts):
@@ -107,27 +113,32 @@ def _pg_loss(model, tok, prompts, comps, adv, cfg):
 def sft(
     model,
     tok,
-    texts: list[str],
+    examples: list[tuple[str, str]],
     steps: int,
     lr: float = 3e-3,
     batch: int = 64,
     seed: int = 0,
     progress: bool = False,
 ) -> list[float]:
-    """Supervised warm start on whole lines (next-byte loss); returns the loss curve."""
+    """Supervised warm start on (prompt, completion) pairs: next-byte loss on the completion bytes and
+    the EOS only (the prompt digits are random, so a whole-line loss mostly measures them); returns the
+    loss curve."""
+    if not examples or isinstance(examples[0], str):
+        raise ValueError("sft expects a non-empty list of (prompt, completion) pairs")
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="sft", disable=not progress):
-        chunk = [texts[int(k)] for k in rng.integers(0, len(texts), size=batch)]
-        enc = _encode(tok, chunk)
-        width = max(map(len, enc))
+        chunk = [examples[int(k)] for k in rng.integers(0, len(examples), size=batch)]
+        enc = _encode(tok, [p for p, _ in chunk])
+        comp = [list(c.encode("latin-1")) + [tok.eos_token_id] for _, c in chunk]
+        width = max(len(e) + len(c) for e, c in zip(enc, comp))
         x = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
         labels = torch.full_like(x, -100)
-        for r, e in enumerate(enc):
-            x[r, : len(e)] = torch.tensor(e)
-            labels[r, : len(e)] = torch.tensor(e)
+        for r, (e, c) in enumerate(zip(enc, comp)):
+            x[r, : len(e) + len(c)] = torch.tensor(e + c)
+            labels[r, len(e) : len(e) + len(c)] = torch.tensor(c)
         loss = model(input_ids=x, labels=labels).loss
         opt.zero_grad()
         loss.backward()
@@ -137,14 +148,31 @@ def sft(
     return losses
 
 
-def train(model, tok, cfg: PairRLConfig, progress: bool = False) -> list[dict]:
-    """Run ``cfg.steps`` RL steps in ``cfg.mode``; returns per-step metrics (rewards and losses)."""
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+def train(
+    model,
+    tok,
+    cfg: PairRLConfig,
+    progress: bool = False,
+    *,
+    start_step: int = 0,
+    optimizer_state: dict | None = None,
+    callback=None,
+) -> list[dict]:
+    """Run RL steps ``start_step .. cfg.steps-1`` in ``cfg.mode``; returns per-step metrics.
+
+    Every step draws its problems and samples from RNGs seeded by (seed, step), so a run resumed from a
+    checkpoint (``start_step`` + the saved ``optimizer_state``) continues exactly as the uninterrupted
+    one. ``callback(step, entry, optimizer)`` runs after each step (metrics logging, checkpoints)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     g = cfg.solver_rollouts * (2 if cfg.mode == "rl" else 1)
     log = []
-    for step in tqdm(range(cfg.steps), desc=f"pairrl[{cfg.mode}]", disable=not progress):
+    for step in tqdm(
+        range(start_step, cfg.steps), desc=f"pairrl[{cfg.mode}]", disable=not progress, initial=start_step
+    ):
+        rng = np.random.default_rng([cfg.seed, step])
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         probs = world.make_problems(cfg.problems_per_step, rng)
         model.eval()
         s_prompts = [world.solver_prompt(p) for p in probs for _ in range(g)]
@@ -153,7 +181,7 @@ def train(model, tok, cfg: PairRLConfig, progress: bool = False) -> list[dict]:
             [float(o == world.answer(p)) for p, o in zip([p for p in probs for _ in range(g)], s_out)]
         )
         s_adv = (s_rew.reshape(len(probs), g) - s_rew.reshape(len(probs), g).mean(1, keepdims=True)).ravel()
-        v_prompts, v_comps, v_adv, v_rew = [], [], [], []
+        v_prompts, v_comps, v_grp, v_rew = [], [], [], []
         if cfg.mode != "rl":
             for k, p in enumerate(probs):
                 outs = s_out[k * g : (k + 1) * g]
@@ -186,12 +214,11 @@ def train(model, tok, cfg: PairRLConfig, progress: bool = False) -> list[dict]:
                         )
                         for c, i in zip(comps, idx)
                     ]
-                if rew:
-                    base = float(np.mean(rew))  # per-problem baseline (notes §6.15 default)
-                    v_prompts += prompts
-                    v_comps += comps
-                    v_adv += [r - base for r in rew]
-                    v_rew += rew
+                v_prompts += prompts
+                v_comps += comps
+                v_grp += [k] * len(rew)
+                v_rew += rew
+        v_adv = judge_advantages(v_rew, v_grp, cfg.judge_baseline)
         model.train()
         l_gen = _pg_loss(model, tok, s_prompts, s_out, s_adv, cfg)
         l_ver = _pg_loss(model, tok, v_prompts, v_comps, v_adv, cfg)
@@ -209,6 +236,8 @@ def train(model, tok, cfg: PairRLConfig, progress: bool = False) -> list[dict]:
                 "judge_prompts": len(v_prompts),
             }
         )
+        if callback is not None:
+            callback(step, log[-1], opt)
     model.eval()
     return log
 
@@ -256,19 +285,27 @@ def evaluate(
         )
         sel = float(np.mean([cs[r.best_index].meta["correct"] for cs, r in zip(mixed, res)]))
     # pairwise verifier accuracy on one C-I pair per problem (slot randomised)
-    correct_pairs = []
+    correct_pairs, ties, parsed = [], [], []
     for p in probs[:n_problems]:
         ans = world.answer(p)
-        wrong = str((int(ans) + int(rng.integers(1, 10))) % 10)
+        wrong = world.wrong_answer(p, rng)
         flip = rng.random() < 0.5
         xa, xb = (wrong, ans) if flip else (ans, wrong)
         c = sample(model, tok, [world.pair_prompt(p, xa, xb)], 2, 0.0, gen)[0]
         ra, rb = world.parse_digit_rating(c[:1]), world.parse_digit_rating(c[1:2])
-        ok = ra is not None and rb is not None and ((rb > ra) if flip else (ra > rb))
-        correct_pairs.append(ok)
+        if ra is None or rb is None:
+            correct_pairs.append(0.0)  # unparsed: wrong
+        elif ra == rb:
+            correct_pairs.append(0.5)  # a tie is a coin flip for the selector, not a hit
+        else:
+            correct_pairs.append(float((rb > ra) if flip else (ra > rb)))
+        ties.append(ra is not None and ra == rb)
+        parsed.append(ra is not None and rb is not None)
     return {
         "pass@1": pass1,
         "verifier_acc": float(np.mean(correct_pairs)),
+        "verifier_ties": float(np.mean(ties)),
+        "verifier_parsed": float(np.mean(parsed)),
         "v1_selection": sel,
         "mixed_problems": len(mixed),
     }
