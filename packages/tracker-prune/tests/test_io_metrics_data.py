@@ -133,3 +133,41 @@ def test_torch_pruning_peer_matches_params_and_keeps_residual():
     assert peer.backbone[1].conv2.out_channels == m.backbone[1].conv2.out_channels  # residual untouched
     assert peer.backbone[1].conv1.out_channels < m.backbone[1].conv1.out_channels
     assert peer(*x)["box"].shape == (1, 256, 4)
+
+
+def test_cli_chipnet_with_grouped_residual(tmp_path, capsys):
+    import json
+
+    from tracker_prune.cli import main
+
+    small = ["--pool", "2", "--batch", "4", "--test-sequences", "1", "--test-len", "3"]
+    assert main(["train", "--arch", "cnn", "--steps", "1", "--out", str(tmp_path / "d.pt"), *small]) == 0
+    args = ["prune", "--model", str(tmp_path / "d.pt"), "--out", str(tmp_path / "p.pt"), "--budget", "0.5"]
+    args += ["--method", "chipnet", "--kind", "params", "--group-residual", "--search-steps", "2"]
+    assert main(args + ["--finetune-steps", "1", *small]) == 0
+    assert main(["slim", "--model", str(tmp_path / "p.pt"), "--out", str(tmp_path / "s.pt")]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert out[-1]["params_slim"] < out[-1]["params_masked"]
+    from tracker_prune.io import load
+
+    s = load(tmp_path / "s.pt")
+    assert s.backbone[0][0].out_channels == s.residual_widths["stage0"] == 8  # 16 - int(0.5 * 16)
+
+
+def test_torch_pruning_vit_peer_prunes_only_head_dims_and_mlp():
+    from tracker_prune.cost import count_params
+    from tracker_prune.peer import tp_prune_to_params
+    from tracker_prune.trackers import build_tracker
+
+    torch.manual_seed(0)
+    m = build_tracker("vit").eval()
+    x = (torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64))
+    target = count_params(m) // 2
+    peer = tp_prune_to_params(m, target, x)
+    assert count_params(peer) <= target
+    assert peer.norm.normalized_shape == m.norm.normalized_shape  # embed dim untouched
+    for a, b in zip(m.blocks, peer.blocks):
+        assert b.attn.num_heads == a.attn.num_heads and b.attn.head_dim < a.attn.head_dim
+        assert b.attn.proj.out_features == a.attn.proj.out_features
+        assert b.mlp.fc1.out_features < a.mlp.fc1.out_features
+    assert peer(*x)["box"].shape == m(*x)["box"].shape

@@ -62,6 +62,7 @@ def cmd_prune(args):
         budget=args.budget if args.method == "chipnet" else None,
         budget_kind=args.kind,
         seed=args.seed,
+        group_residual=args.group_residual,
     )
     if args.search_steps and args.method in ("vitslim", "netslim", "chipnet"):
         train(
@@ -154,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-attn", type=float, default=2e-3)
     p.add_argument("--w-mlp", type=float, default=1e-3)
     p.add_argument("--w-conv", type=float, default=2e-3)
+    p.add_argument(
+        "--group-residual",
+        action="store_true",
+        help="also prune residual-stream channels as one coupled group per stream (embed dim, CNN stages)",
+    )
     p.add_argument(
         "--no-fold", action="store_true", help="official compress: set kept gates to 1 without folding"
     )

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .discover import conv_pairs, inject_gates, set_submodule
+from .residual import attach_residual_groups
 from .trackers import TRACKERS
 from .units import GATED_TYPES, SlimAttention, SlimMlp
 
@@ -33,6 +34,8 @@ def describe(model: nn.Module) -> dict:
         "conv": {},
     }
     spec["gated"] = any(isinstance(m, GATED_TYPES) for m in model.modules())
+    spec["residual_gated"] = hasattr(model, "residual_gates")
+    spec["residual_widths"] = dict(getattr(model, "residual_widths", {}))
     for n, m in model.named_modules():
         if isinstance(m, SlimAttention):
             spec["attn"][n] = [
@@ -94,6 +97,17 @@ def load(path: str | Path) -> nn.Module:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     spec = blob["spec"]
     model = TRACKERS[spec["arch"]](**spec["config"])
+    widths = spec.get("residual_widths", {})
+    if widths:  # a grouped-residual slim model: cut every group to its kept width (first k channels)
+        gates = attach_residual_groups(model)
+        for g in gates.values():
+            k = widths.get(g.group_name, g.width)
+            g.mask.copy_(torch.arange(g.width) < k)
+            g.slice_members(model)
+        del model.residual_gates
+        model.residual_widths = dict(widths)
+    if spec.get("residual_gated"):
+        attach_residual_groups(model)
     if spec["gated"]:
         inject_gates(model)
     for n, (dim, h, k, scale, qb, pb) in spec["attn"].items():

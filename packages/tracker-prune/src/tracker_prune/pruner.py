@@ -19,6 +19,7 @@ from torch import nn
 
 from . import chipnet as cn
 from .discover import conv_pairs, inject_gates
+from .residual import attach_residual_groups, residual_gates
 from .slim import Masks, set_masks
 from .units import GatedAttention, GatedBatchNorm2d, GatedMlp
 
@@ -54,11 +55,14 @@ class Pruner:
         budget: float | None = None,
         budget_kind: str = "channels",
         chipnet_gates: cn.ChipNetGates | None = None,
+        group_residual: bool = False,
     ):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
         self.model, self.method, self.seed = model, method, seed
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        # residual groups are resolved on the plain modules, before gates wrap them (residual.py)
+        self.residual = attach_residual_groups(model) if group_residual else residual_gates(model)
         self.units = inject_gates(model)
         self.pairs = {p.name: p for p in conv_pairs(model)}
         if method == "netslim":
@@ -230,7 +234,8 @@ class Pruner:
         imp = self.importance()
         cost = self.element_cost(kind)
         if self.method == "chipnet" and scope == "global":
-            return self._floor(cn.threshold_masks(imp, cost, budget, kind), imp, min_keep)
+            out = self._floor(cn.threshold_masks(imp, cost, budget, kind), imp, min_keep)
+            return {**out, **self.residual_masks(budget, min_keep)}
         if scope == "layerwise":
             groups = [[n] for n in self.units]
         elif kind == "channels":
@@ -259,7 +264,24 @@ class Pruner:
             for j in keep.tolist():
                 n, i = owner[j]
                 flat_masks[n][i] = True
-        return self._floor(flat_masks, imp, min_keep)
+        return {**self._floor(flat_masks, imp, min_keep), **self.residual_masks(budget, min_keep)}
+
+    def residual_masks(self, budget: float, min_keep: int = 1) -> Masks:
+        """One mask per grouped residual channel group (only with ``group_residual=True``).
+
+        Every kind and scope keeps ``n - int((1 - budget) n)`` channels of each group (at least
+        ``max(min_keep, 1)``), ranked by the L1 norm of all weights touching the channel (random
+        scores for ``method="random"``); the residual stream has no learnable gate (residual.py).
+        """
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        out = {}
+        for name, g in self.residual.items():
+            score = torch.rand(g.width, generator=gen) if self.method == "random" else g.l1_importance()
+            k = min(g.width, max(g.width - int((1 - budget) * g.width), min_keep, 1))
+            m = torch.zeros(g.width, dtype=torch.bool)
+            m[torch.argsort(score, descending=True, stable=True)[:k]] = True
+            out[name] = m
+        return out
 
     def _floor(self, masks: Masks, imp: dict, min_keep: int) -> Masks:
         """Keep at least ``min_keep`` top-importance gates per unit (``compress_minthresh``)."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .discover import conv_pairs, gated_units, set_submodule
+from .residual import residual_gates
 from .units import GatedAttention, GatedBatchNorm2d, GatedMlp, SlimAttention, SlimMlp
 
 Masks = dict[str, torch.Tensor]
@@ -26,7 +27,7 @@ Masks = dict[str, torch.Tensor]
 
 def set_masks(model: nn.Module, masks: Masks) -> None:
     """Write boolean masks into the gated units of ``model`` (unknown names or bad shapes raise)."""
-    units = gated_units(model)
+    units = {**gated_units(model), **residual_gates(model)}
     for name, m in masks.items():
         if name not in units:
             raise KeyError(f"no gated unit named {name!r}; known: {sorted(units)[:6]}...")
@@ -153,6 +154,14 @@ def slim(model: nn.Module, masks: Masks | None = None) -> nn.Module:
         raise ValueError("model has no gated units: wrap it with tracker_prune.Pruner first")
     if masks is not None:
         set_masks(out, masks)
+    resid = residual_gates(out)
+    if resid:  # grouped residual channels: slice every member in place first (residual.py)
+        widths = dict(getattr(out, "residual_widths", {}))
+        for gate in resid.values():
+            gate.slice_members(out)
+            widths[gate.group_name] = int(gate.mask.sum())
+        del out.residual_gates
+        out.residual_widths = widths  # recorded for tracker_prune.io
     pairs = {p.name: p for p in conv_pairs(out)}
     for name, unit in units.items():
         mask = unit.mask.detach().clone()
@@ -173,6 +182,13 @@ def slim_param_count(model: nn.Module, masks: Masks | None = None) -> int:
     ``c*Cin*kh*kw (+c) + 2c + Cout*c*kh'*kw'``. Everything else is counted as is.
     """
     units = gated_units(model)
+    for name, g in residual_gates(model).items():
+        m = (masks or {}).get(name, g.mask)
+        if not bool(m.all()):
+            raise ValueError(
+                f"slim_param_count does not model grouped residual pruning ({name} is masked); "
+                "count the parameters of slim(model) instead"
+            )
     if masks is None:
         masks = {n: u.mask for n, u in units.items()}
     unit_params = set()

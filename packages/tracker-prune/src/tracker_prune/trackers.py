@@ -58,6 +58,41 @@ class CenterHead(nn.Module):
         return {"score": out[:, 0].flatten(1), "box": box}
 
 
+def _inner(mod: nn.Module) -> nn.Module:
+    """The timm module behind a gated wrapper (or the module itself)."""
+    return getattr(mod, "inner", mod)
+
+
+def _stage_group(entry: nn.Sequential, blocks: list, reader: nn.Conv2d) -> dict:
+    """Residual group of a CNN stage: ConvBNAct entry, its ResBlocks, and the next reader conv."""
+    bn = entry[1]
+    return dict(
+        mask_out=[bn] + [b.bn2 for b in blocks],  # mask after BN: masked channels are exactly 0
+        slice_out=[entry[0], bn] + [m for b in blocks for m in (b.conv2, b.bn2)],
+        slice_in=[b.conv1 for b in blocks] + [reader],
+    )
+
+
+def _embed_group(model) -> dict:
+    """The ViT embed dim: token input to the blocks, proj / fc2 outputs, LayerNorms, qkv / fc1 / head inputs."""
+    blocks = list(model.blocks)
+    attns = [_inner(b.attn) for b in blocks]
+    mlps = [_inner(b.mlp) for b in blocks]
+    patch = model.patch if isinstance(model.patch, nn.Conv2d) else model.patch[-1]
+    for b in blocks:
+        for extra in ("ls1", "ls2"):
+            if not isinstance(getattr(b, extra, nn.Identity()), nn.Identity):
+                raise TypeError(f"unsupported layer in the residual stream: {extra} is not Identity")
+    return dict(
+        mask_in=[model.blocks],
+        mask_out=[a.proj for a in attns] + [m.fc2 for m in mlps],
+        norms=[n for b in blocks for n in (b.norm1, b.norm2)] + [model.norm],
+        slice_out=[patch] + [a.proj for a in attns] + [m.fc2 for m in mlps],
+        slice_in=[a.qkv for a in attns] + [m.fc1 for m in mlps] + [model.head.conv1],
+        slice_params=[(model, "pos_z", 2), (model, "pos_x", 2)],
+    )
+
+
 class SiameseCNNTracker(nn.Module):
     """Shared CNN backbone (stride 4, residual blocks), depthwise cross-correlation, center head."""
 
@@ -75,6 +110,14 @@ class SiameseCNNTracker(nn.Module):
         self.backbone = nn.Sequential(ConvBNAct(3, w0, 2), ResBlock(w0), ConvBNAct(w0, w1, 2), ResBlock(w1))
         self.head = CenterHead(w1, head_hidden)
         self.search_size = search_size
+
+    def residual_groups(self):
+        """(name, width, spec) per residual channel group, for ``Pruner(group_residual=True)``."""
+        bb = self.backbone
+        return [
+            ("stage0", bb[0][1].num_features, _stage_group(bb[0], [bb[1]], bb[2][0])),
+            ("stage1", bb[2][1].num_features, _stage_group(bb[2], [bb[3]], self.head.conv1)),
+        ]
 
     def forward(self, template, search):
         z, x = self.backbone(template), self.backbone(search)
@@ -128,6 +171,10 @@ class OneStreamViTTracker(nn.Module):
         self.head = CenterHead(embed_dim, head_hidden)
         self.search_size = search_size
 
+    def residual_groups(self):
+        """(name, width, spec): the embed dim as one group (``Pruner(group_residual=True)``)."""
+        return [("embed", self.norm.normalized_shape[0], _embed_group(self))]
+
     def tokens(self, template, search):
         z = self.patch(template).flatten(2).transpose(1, 2) + self.pos_z
         x = self.patch(search).flatten(2).transpose(1, 2) + self.pos_x
@@ -170,6 +217,13 @@ class HybridTracker(OneStreamViTTracker):
             ConvBNAct(stem_width, stem_width, 2),
             nn.Conv2d(stem_width, embed_dim, 2, 2),
         )
+
+    def residual_groups(self):
+        """The embed dim plus the CNN stem's residual stage (its ResBlock's stream)."""
+        p = self.patch
+        return super().residual_groups() + [
+            ("stem", p[0][1].num_features, _stage_group(p[0], [p[1]], p[2][0]))
+        ]
 
 
 TRACKERS = {"cnn": SiameseCNNTracker, "vit": OneStreamViTTracker, "hybrid": HybridTracker}
