@@ -39,18 +39,33 @@ def dense_tracker(arch: str, seed: int, cfg: dict, pool) -> tuple[torch.nn.Modul
     }
     d = cache_dir("tracker-prune-dense", key)
     if is_complete(d):
-        return load(d / "model.pt"), True
+        m = load(d / "model.pt")
+        m._cache_key = key
+        return m, True
     seed_everything(seed)
     m = build_tracker(arch)
     train(m, cfg["dense"], pool, batch=cfg["batch"], seed=seed, desc=f"dense {arch}")
     d.mkdir(parents=True, exist_ok=True)
     save(m, d / "model.pt")
     mark_complete(d, key)
+    m._cache_key = key
     return m, False
 
 
 def search(dense, method: str, seed: int, cfg: dict, pool, budget: float | None = None):
-    """Sparsity search from a copy of ``dense``: ViT-Slim / Network-Slimming L1, or ChipNet at ``budget``."""
+    """Sparsity search from a copy of ``dense``: ViT-Slim / Network-Slimming L1, or ChipNet at ``budget``.
+
+    ViT-Slim / NetSlim searches are cached like the dense trackers (keyed by the dense tracker's key,
+    the method, steps and weights); ChipNet searches are not (their annealing state is not saved).
+    """
+    key = None
+    if method != "chipnet":
+        key = {"dense": getattr(dense, "_cache_key", None), "method": method, "seed": seed}
+        key.update(steps=cfg["search"], batch=cfg["batch"], weights=SEARCH_W, v=CACHE_VERSION)
+        d = cache_dir("tracker-prune-search", key)
+        if key["dense"] is not None and is_complete(d):
+            m = load(d / "model.pt")
+            return m, Pruner(m, method, weights=SEARCH_W, seed=seed)
     m = copy.deepcopy(dense)
     p = Pruner(m, method, weights=SEARCH_W, seed=seed, budget=budget if method == "chipnet" else None)
     train(
@@ -65,6 +80,10 @@ def search(dense, method: str, seed: int, cfg: dict, pool, budget: float | None 
         gate_lr=cfg["chip_gate_lr"] if method == "chipnet" else None,
         desc=f"search {method}",
     )
+    if key is not None and key["dense"] is not None:
+        d.mkdir(parents=True, exist_ok=True)
+        save(m, d / "model.pt")
+        mark_complete(d, key)
     return m, p
 
 
