@@ -109,3 +109,15 @@ def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
         main(["pairrl", "--config", str(bad)])
     with pytest.raises(SystemExit, match="out"):
         main(["pairrl", "--save-every", "1", "--steps", "1"])
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    from v1_infer.pairrl.runner import RunConfig, load_config
+
+    files = sorted((Path(__file__).parents[1] / "configs").glob("*.*"))
+    assert {f.suffix for f in files} >= {".toml", ".yaml"}
+    for f in files:
+        cfg = RunConfig(**load_config(f))
+        assert cfg.modes and cfg.backend in ("torch", "trl")

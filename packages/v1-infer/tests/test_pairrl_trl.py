@@ -159,3 +159,20 @@ def test_trl_config_checks(tmp_path):
         )
     with pytest.raises(ValueError, match="mode"):
         pairrl_grpo_config("both")
+
+
+def test_cli_trl_backend_writes_metrics_checkpoints_and_final(tmp_path):
+    import json
+
+    from v1_infer.cli import main
+
+    out = tmp_path / "run"
+    args = ["pairrl", "--backend", "trl", "--modes", "pair", "--sft-steps", "3", "--steps", "2"]
+    args += ["--problems-per-step", "4", "--eval-problems", "4", "--out", str(out), "--save-every", "1"]
+    assert main(args + ["--json", str(tmp_path / "r.json")]) == 0
+    folder = out / "seed0" / "pair"
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all("rewards/solver_reward/mean" in x for x in lines)
+    assert (folder / "checkpoint-2").is_dir() and (folder / "final" / "config.json").is_file()
+    # resume: TRL picks the checkpoint up, the run is already complete, the final model is rewritten
+    assert main(args + ["--resume"]) == 0

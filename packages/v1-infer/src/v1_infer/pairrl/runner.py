@@ -29,13 +29,14 @@ class RunConfig:
     optional ``[trl]`` table of extra ``GRPOConfig`` options (e.g. ``use_vllm = true``)."""
 
     backend: str = "torch"
+    model: dict = field(default_factory=dict)  # tiny_causal_lm("llama", **model) overrides (hidden_size, ...)
     modes: tuple[str, ...] = ("pair", "point", "rl")
     seeds: tuple[int, ...] = (0,)
-    sft_steps: int = 1000
-    sft_lr: float = 1e-2
+    sft_steps: int = 3000
+    sft_lr: float = 3e-3
     seen_frac: float = 0.6
     sft_solve_rate: float = 0.75
-    sft_judge_acc: float = 1.0
+    sft_judge_acc: float = 0.9
     steps: int = 40
     problems_per_step: int = 16
     solver_rollouts: int = 4
@@ -51,6 +52,7 @@ class RunConfig:
     out: str | None = None
     save_every: int = 0
     resume: bool = False
+    cache_warm_start: bool = False  # reuse the SFT model from $PAPERWORKS_CACHE (benchmarks)
     trl: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -121,13 +123,28 @@ def _latest_step(folder: Path) -> Path | None:
 
 def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
     """SFT warm start (cached under ``out/seed<S>/warm_start`` when ``out`` is set and ``resume``)."""
+    from paperworks_shared.cache import cache_dir, is_complete, mark_complete
     from paperworks_shared.models import tiny_causal_lm
 
+    key = {
+        "what": "v1-infer pairrl warm start",
+        "world": [world.MOD, world.pair_prompt((1, 2), "3", "4"), world.point_prompt((1, 2), "3")],
+        "seed": seed,
+        "model": cfg.model,
+        **{
+            k: getattr(cfg, k)
+            for k in ("sft_steps", "sft_lr", "seen_frac", "sft_solve_rate", "sft_judge_acc")
+        },
+    }
+    cached = cache_dir("v1-infer-pairrl", key) if cfg.cache_warm_start else None
+    if cached is not None and is_complete(cached):
+        info = json.loads((cached / "sft.json").read_text())
+        return _load(cached), {**info, "cached": True}
     folder = Path(cfg.out) / f"seed{seed}" / "warm_start" if cfg.out else None
     if folder is not None and cfg.resume and (folder / "config.json").is_file():
         return _load(folder), {"sft_loss_first": float("nan"), "sft_loss_last": float("nan"), "cached": True}
     torch.manual_seed(seed)
-    model = tiny_causal_lm("llama", seed=seed)
+    model = tiny_causal_lm("llama", seed=seed, **cfg.model)
     ex = world.sft_examples(
         4000,
         np.random.default_rng(seed),
@@ -136,9 +153,14 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
         seen_frac=cfg.seen_frac,
     )
     curve = sft(model, tok, ex, cfg.sft_steps, lr=cfg.sft_lr, seed=seed, progress=progress)
+    info = {"sft_loss_first": float(np.mean(curve[:10])), "sft_loss_last": float(np.mean(curve[-10:]))}
     if folder is not None:
         _save(model, tok, folder)
-    return model, {"sft_loss_first": float(np.mean(curve[:10])), "sft_loss_last": float(np.mean(curve[-10:]))}
+    if cached is not None:
+        _save(model, tok, cached)
+        (cached / "sft.json").write_text(json.dumps(info))
+        mark_complete(cached, key)
+    return model, info
 
 
 def train_mode_torch(model, tok, cfg: RunConfig, mode: str, seed: int, progress: bool = False) -> list[dict]:

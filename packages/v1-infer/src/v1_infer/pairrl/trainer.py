@@ -126,6 +126,10 @@ def sft(
     if not examples or isinstance(examples[0], str):
         raise ValueError("sft expects a non-empty list of (prompt, completion) pairs")
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    # cosine decay to 10% of lr: the late, smaller steps consolidate the judge circuit
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / max(steps, 1)))
+    )
     rng = np.random.default_rng(seed)
     model.train()
     losses = []
@@ -143,6 +147,7 @@ def sft(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         losses.append(loss.item())
     model.eval()
     return losses

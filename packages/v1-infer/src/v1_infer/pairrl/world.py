@@ -4,8 +4,11 @@ Solver prompt ``"Q a+b="`` -> one answer digit ((a + b) mod ``MOD``, a, b < ``MO
 facts) because a 2-layer byte model learns it from noisy warm-start data in about a minute on one core,
 while mod 10 stayed at chance for 600 steps (measured). Judge prompts use a compact format a
 tiny byte-level model can learn (the paper's XML tags are too long for it):
-- pairwise ``"J a+b? A<x> B<y>:"`` -> two digit characters, rating r = digit + 1 in 1..10 for A then B;
-- pointwise ``"P a+b? <x>:"`` -> one digit character.
+- pairwise ``"J A<x> B<y> a+b="`` -> two digit characters, rating r = digit + 1 in 1..10 for A then B;
+- pointwise ``"P <x> a+b="`` -> one digit character.
+The candidates come before the problem so the judge's last positions are those where the solver computes
+the sum; the judge then only has to match it against the candidates (with the problem first, a 2-layer
+model's judge stayed a constant slot preference for 1000 SFT steps, measured).
 Anything else is a parse failure (rating None).
 """
 
@@ -29,11 +32,11 @@ def solver_prompt(p) -> str:
 
 
 def pair_prompt(p, xa: str, xb: str) -> str:
-    return f"J {p[0]}+{p[1]}? A{xa[:1] or '_'} B{xb[:1] or '_'}:"
+    return f"J A{xa[:1] or '_'} B{xb[:1] or '_'} {p[0]}+{p[1]}="
 
 
 def point_prompt(p, x: str) -> str:
-    return f"P {p[0]}+{p[1]}? {x[:1] or '_'}:"
+    return f"P {x[:1] or '_'} {p[0]}+{p[1]}="
 
 
 def wrong_answer(p, rng: np.random.Generator) -> str:
