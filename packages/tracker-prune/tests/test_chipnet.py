@@ -95,6 +95,8 @@ def test_chipnet_needs_budget_and_known_kind():
         Pruner(build_tracker("cnn"), "chipnet")
     with pytest.raises(ValueError, match="kind"):
         Pruner(build_tracker("cnn"), "chipnet", budget=0.5, budget_kind="volume")
+    with pytest.raises(ValueError, match="threshold"):
+        Pruner(build_tracker("cnn"), "l1").masks(0.5, threshold=0.5)
 
 
 @pytest.mark.parametrize(("arch", "kind"), [("vit", "params"), ("cnn", "channels")])
@@ -121,6 +123,8 @@ def test_short_search_reaches_budget_and_slims_exactly(arch, kind):
     zt = p.importance()
     at_half = sum(cost[n] * int((zt[n] >= 0.5).sum()) for n in zt) / sum(cost[n] * zt[n].numel() for n in zt)
     assert abs(at_half - b) < 0.06, at_half
+    half = p.masks(b, kind=kind, min_keep=0, threshold=0.5)
+    assert all(torch.equal(half[n].flatten(), zt[n].flatten() >= 0.5) for n in zt)
     masks = p.masks(b, kind=kind, min_keep=1)
     p.apply(masks, fold_scales=True)
     m64 = m.double()

@@ -78,7 +78,9 @@ def cmd_prune(args):
             progress=True,
             desc="search",
         )
-    masks = p.masks(args.budget, kind=args.kind, scope=args.scope, min_keep=args.min_keep)
+    masks = p.masks(
+        args.budget, kind=args.kind, scope=args.scope, min_keep=args.min_keep, threshold=args.threshold
+    )
     p.apply(masks, fold_scales=not args.no_fold)
     before = evaluate(m, test)
     if args.finetune_steps:
@@ -155,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-attn", type=float, default=2e-3)
     p.add_argument("--w-mlp", type=float, default=1e-3)
     p.add_argument("--w-conv", type=float, default=2e-3)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="chipnet: keep gates with zeta_t >= THRESHOLD (e.g. 0.5) instead of ChipNet's budget threshold",
+    )
     p.add_argument(
         "--group-residual",
         action="store_true",

@@ -214,7 +214,14 @@ class Pruner:
         return out
 
     # ------------------------------------------------------------------ thresholding (§1.1 step 3)
-    def masks(self, budget: float, kind: str = "channels", scope: str = "global", min_keep: int = 1) -> Masks:
+    def masks(
+        self,
+        budget: float,
+        kind: str = "channels",
+        scope: str = "global",
+        min_keep: int = 1,
+        threshold: float | None = None,
+    ) -> Masks:
         """Binary masks keeping ``budget`` of the prunable units.
 
         ``channels``: like the official ``compress``, attention, MLP and conv gates are pooled per
@@ -223,6 +230,10 @@ class Pruner:
         while the kept cost stays <= budget * prunable cost. ``layerwise`` applies the rule inside
         each unit (``compress_layerwise``). ``min_keep`` then guarantees a floor per unit
         (``compress_minthresh``); it can exceed the budget by that granularity.
+
+        ``method="chipnet"`` with ``scope="global"`` uses ChipNet's thresholding (`chipnet.threshold_masks`);
+        ``threshold=0.5`` instead keeps every gate with ``zeta_t >= 0.5`` (the crisp search's own
+        decision, which the budget loss steered towards ``budget``).
         """
         budget = check_budget(budget)
         if kind not in KINDS:
@@ -233,6 +244,11 @@ class Pruner:
             raise ValueError(f"min_keep must be >= 0, got {min_keep}")
         imp = self.importance()
         cost = self.element_cost(kind)
+        if threshold is not None:
+            if self.method != "chipnet":
+                raise ValueError("threshold= is only meaningful for method='chipnet' (gates in [0, 1])")
+            out = self._floor({n: v >= threshold for n, v in imp.items()}, imp, min_keep)
+            return {**out, **self.residual_masks(budget, min_keep)}
         if self.method == "chipnet" and scope == "global":
             out = self._floor(cn.threshold_masks(imp, cost, budget, kind), imp, min_keep)
             return {**out, **self.residual_masks(budget, min_keep)}
