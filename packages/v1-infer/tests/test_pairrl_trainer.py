@@ -121,3 +121,37 @@ def test_shipped_configs_parse():
     for f in files:
         cfg = RunConfig(**load_config(f))
         assert cfg.modes and cfg.backend in ("torch", "trl")
+
+
+def test_reference_policy_loss_falls_on_world_batch(tiny):
+    """Acceptance: repeated clipped token-mean updates on one small-world batch lower the loss and move
+    probability toward positive-advantage completions (a sign or masking error fails this)."""
+    from v1_infer.pairrl.losses import token_mean_clipped_loss
+
+    model, tok = copy.deepcopy(tiny[0]), tiny[1]
+    probs = world.make_problems(6, np.random.default_rng(3))
+    prompts = [world.solver_prompt(p) for p in probs for _ in range(4)]
+    comps = [
+        world.answer(p) if k % 4 == 0 else world.wrong_answer(p, np.random.default_rng(k))
+        for k, p in enumerate(p for p in probs for _ in range(4))
+    ]
+    rew = np.array([float(c == world.answer(p)) for c, p in zip(comps, (p for p in probs for _ in range(4)))])
+    adv = torch.tensor(
+        (rew.reshape(-1, 4) - rew.reshape(-1, 4).mean(1, keepdims=True)).ravel(), dtype=torch.float32
+    )
+    with torch.no_grad():
+        old, mask = completion_logp(model, tok, prompts, comps)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        lp, _ = completion_logp(model, tok, prompts, comps)
+        loss = token_mean_clipped_loss(lp, old, adv, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(-(adv[:, None] * mask).sum().item() / mask.sum().item(), abs=1e-6)
+    assert min(losses[1:]) < losses[0] - 1e-3 and losses[-1] < losses[0]
+    with torch.no_grad():
+        new, _ = completion_logp(model, tok, prompts, comps)
+    assert (new - old)[adv > 0].mean() > 0 > (new - old)[adv < 0].mean()

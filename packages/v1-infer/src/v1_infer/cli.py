@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", default=None, help="continue from the latest checkpoints in --out"
     )
     s.add_argument("--json", help="write config, rows, summary and per-step logs here")
+    s.add_argument("--png", help="write a bar chart of the summary (mean ± sd over seeds) here")
     s.set_defaults(fn=cmd_pairrl)
 
     s = sub.add_parser(

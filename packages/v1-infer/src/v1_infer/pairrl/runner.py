@@ -300,9 +300,32 @@ def summarize(rows: list[dict]) -> list[dict]:
     for name in dict.fromkeys(r["model"] for r in rows):
         rs = [r for r in rows if r["model"] == name]
         row = {"model": name, "seeds": len(rs)}
-        for k in ("pass@1", "verifier_acc", "v1_selection", "verifier_ties"):
+        for k in ("pass@1", "verifier_acc", "v1_selection", "v1_selected_correct", "verifier_ties"):
             v = np.array([r[k] for r in rs], dtype=float)
             row[k] = float(np.nanmean(v))
             row[k + "_sd"] = float(np.nanstd(v)) if len(v) > 1 else 0.0
         out.append(row)
     return out
+
+
+def plot_summary(summary: list[dict]):
+    """Bars (mean ± sd over seeds) of Pass@1, pairwise verifier accuracy and V1-Infer pick accuracy."""
+    from paperworks_shared.bench import new_figure
+
+    fig, ax = new_figure(3, 1, size=(4.2, 3.4))
+    names = [r["model"] for r in summary]
+    panels = [
+        ("pass@1", "Pass@1"),
+        ("verifier_acc", "pairwise verifier acc"),
+        ("v1_selected_correct", "V1-Infer pick correct"),
+    ]
+    for k, (key, title) in enumerate(panels):
+        a = ax[0][k]
+        a.bar(
+            range(len(names)), [r[key] for r in summary], yerr=[r[key + "_sd"] for r in summary], color="C0"
+        )
+        a.set_xticks(range(len(names)))
+        a.set_xticklabels([n.replace(" (SFT)", "").replace(" RL", "") for n in names], rotation=30)
+        a.set_title(title)
+        a.set_ylim(0, 1)
+    return fig

@@ -289,6 +289,9 @@ def evaluate(
             ["toy"] * len(mixed), mixed
         )
         sel = float(np.mean([cs[r.best_index].meta["correct"] for cs, r in zip(mixed, res)]))
+    # over ALL problems (all-correct sets count 1, all-wrong 0): comparable across models whose mixed sets differ
+    n_all = sum(all(c.meta["correct"] for c in cs) for cs in cands)
+    sel_all = (n_all + (sel * len(mixed) if mixed else 0.0)) / len(cands)
     # pairwise verifier accuracy on one C-I pair per problem (slot randomised)
     correct_pairs, ties, parsed = [], [], []
     for p in probs[:n_problems]:
@@ -312,5 +315,6 @@ def evaluate(
         "verifier_ties": float(np.mean(ties)),
         "verifier_parsed": float(np.mean(parsed)),
         "v1_selection": sel,
+        "v1_selected_correct": float(sel_all),
         "mixed_problems": len(mixed),
     }
