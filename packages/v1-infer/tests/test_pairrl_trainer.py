@@ -96,7 +96,20 @@ def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
         'modes = ["pair", "rl"]\nsft_steps = 3\nsteps = 1\nproblems_per_step = 4\neval_problems = 4\n'
     )
     out = tmp_path / "p.json"
-    assert main(["pairrl", "--config", str(cfg), "--out", str(tmp_path / "run"), "--json", str(out)]) == 0
+    png = tmp_path / "p.png"
+    argv = [
+        "pairrl",
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        str(out),
+        "--png",
+        str(png),
+    ]
+    assert main(argv) == 0
+    assert png.stat().st_size > 1000
     data = json.loads(out.read_text())
     assert [r["model"] for r in data["rows"]] == ["warm start (SFT)", "pair RL", "rl RL"]
     assert data["config"]["steps"] == 1 and data["config"]["backend"] == "torch"

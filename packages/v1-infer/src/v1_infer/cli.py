@@ -257,6 +257,10 @@ def cmd_pairrl(a) -> int:
                 default=str,
             )
         )
+    if a.png:
+        from .pairrl.runner import plot_summary
+
+        plot_summary(summarize(rows)).savefig(a.png, dpi=110, bbox_inches="tight")
     return 0
 
 
