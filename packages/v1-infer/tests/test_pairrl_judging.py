@@ -53,3 +53,13 @@ def test_judge_advantage_and_scale_helpers():
     assert loss_scales(30, 10, 2.0, "pooled") == (1.0, 2.0)
     with pytest.raises(ValueError, match="baseline"):
         judge_advantages([1.0], [0], "batch")
+
+
+def test_trl_trainer_without_trl_names_the_extra(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # `import trl` now raises ImportError
+    monkeypatch.delitem(sys.modules, "v1_infer.pairrl.trl_trainer", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'v1-infer\[pairrl\]'"):
+        importlib.import_module("v1_infer.pairrl.trl_trainer")
