@@ -63,3 +63,15 @@ def test_trl_trainer_without_trl_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "v1_infer.pairrl.trl_trainer", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'v1-infer\[pairrl\]'"):
         importlib.import_module("v1_infer.pairrl.trl_trainer")
+
+
+def test_pairrl_bench_verdict_calls_noise_honestly():
+    from v1_infer.bench import pairrl_verdict
+
+    def row(model, sel, sd=0.0):
+        r = {"model": model, "pass@1": 0.6, "verifier_acc": 0.7, "v1_selected_correct": sel}
+        return r | {k + "_sd": sd for k in ("pass@1", "verifier_acc", "v1_selected_correct")}
+
+    rows = [row("warm start (SFT)", 0.6), row("pair RL", 0.637), row("point RL", 0.713)]
+    assert "within noise" in pairrl_verdict(rows, seeds=1, n_problems=80)  # 2 SE ≈ 0.147 > 0.076
+    assert "PointRL ahead" in pairrl_verdict(rows, seeds=3, n_problems=2000)
