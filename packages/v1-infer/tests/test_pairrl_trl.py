@@ -176,3 +176,38 @@ def test_cli_trl_backend_writes_metrics_checkpoints_and_final(tmp_path):
     assert (folder / "checkpoint-2").is_dir() and (folder / "final" / "config.json").is_file()
     # resume: TRL picks the checkpoint up, the run is already complete, the final model is rewritten
     assert main(args + ["--resume"]) == 0
+
+
+def test_trl_multi_iteration_and_split_generation_batch(tmp_path):
+    """num_iterations=2 (old log-probs needed for the judge rows too) and steps_per_generation=2 (the
+    batch incl. judge rows must split evenly: zero-weight padding rows)."""
+    from paperworks_shared.models import byte_tokenizer, tiny_causal_lm
+
+    args = pairrl_grpo_config(
+        "pair",
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        num_iterations=2,
+        max_completion_length=3,
+        max_steps=2,
+        learning_rate=1e-2,
+        use_cpu=True,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+    )
+    tr = PairRLGRPOTrainer(
+        tiny_causal_lm("llama", seed=0), args, world.dataset(32), byte_tokenizer(), task=_parity_task()
+    )
+    seen = _capture(tr)
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.model.parameters()))
+    batch, info = seen[0]
+    n = batch["completion_ids"].size(0)
+    assert n % 2 == 0 and n >= 16 + len(info["jobs"])
+    assert batch["old_per_token_logps"].shape == batch["completion_mask"].shape
+    pad_rows = batch["completion_mask"][16 + len(info["jobs"]) :]
+    assert pad_rows.sum() == 0  # padding rows carry no tokens, hence no loss
+    assert torch.isfinite(batch["old_per_token_logps"]).all()
