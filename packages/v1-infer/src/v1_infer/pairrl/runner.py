@@ -11,11 +11,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from paperworks_shared.models import load_model, save_model
 
 from . import world
 from .trainer import PairRLConfig, evaluate, sft, train
@@ -104,18 +107,6 @@ def load_config(path: str | Path) -> dict:
     return data
 
 
-def _save(model, tok, path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-
-
-def _load(path: Path):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path).eval()
-
-
 def _latest_step(folder: Path) -> Path | None:
     ckpts = [p for p in folder.glob("step-*") if (p / "trainer_state.pt").is_file()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
@@ -123,11 +114,13 @@ def _latest_step(folder: Path) -> Path | None:
 
 def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
     """SFT warm start (cached under ``out/seed<S>/warm_start`` when ``out`` is set and ``resume``)."""
-    from paperworks_shared.cache import cache_dir, is_complete, mark_complete
+    from paperworks_shared.cache import cache_dir, is_complete
     from paperworks_shared.models import tiny_causal_lm
+    from paperworks_shared.train import save_trained
 
     key = {
         "what": "v1-infer pairrl warm start",
+        "v": 2,  # v2: saved by save_trained (metrics.json)
         "world": [world.MOD, world.pair_prompt((1, 2), "3", "4"), world.point_prompt((1, 2), "3")],
         "seed": seed,
         "model": cfg.model,
@@ -138,11 +131,15 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
     }
     cached = cache_dir("v1-infer-pairrl", key) if cfg.cache_warm_start else None
     if cached is not None and is_complete(cached):
-        info = json.loads((cached / "sft.json").read_text())
-        return _load(cached), {**info, "cached": True}
+        info = json.loads((cached / "metrics.json").read_text())
+        return load_model(cached)[0], {**info, "cached": True}
     folder = Path(cfg.out) / f"seed{seed}" / "warm_start" if cfg.out else None
     if folder is not None and cfg.resume and (folder / "config.json").is_file():
-        return _load(folder), {"sft_loss_first": float("nan"), "sft_loss_last": float("nan"), "cached": True}
+        return load_model(folder)[0], {
+            "sft_loss_first": float("nan"),
+            "sft_loss_last": float("nan"),
+            "cached": True,
+        }
     torch.manual_seed(seed)
     model = tiny_causal_lm("llama", seed=seed, **cfg.model)
     ex = world.sft_examples(
@@ -155,11 +152,9 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
     curve = sft(model, tok, ex, cfg.sft_steps, lr=cfg.sft_lr, seed=seed, progress=progress)
     info = {"sft_loss_first": float(np.mean(curve[:10])), "sft_loss_last": float(np.mean(curve[-10:]))}
     if folder is not None:
-        _save(model, tok, folder)
+        save_model(model, tok, folder)
     if cached is not None:
-        _save(model, tok, cached)
-        (cached / "sft.json").write_text(json.dumps(info))
-        mark_complete(cached, key)
+        save_trained(model, cached, info, key)
     return model, info
 
 
@@ -172,7 +167,7 @@ def train_mode_torch(model, tok, cfg: RunConfig, mode: str, seed: int, progress:
         last = _latest_step(folder)
         if last is not None:
             state = torch.load(last / "trainer_state.pt", weights_only=False)
-            model.load_state_dict(_load(last).state_dict())
+            model.load_state_dict(load_model(last)[0].state_dict())
             start, opt_state = state["step"] + 1, state["optimizer"]
     metrics = None
     if folder:
@@ -184,7 +179,7 @@ def train_mode_torch(model, tok, cfg: RunConfig, mode: str, seed: int, progress:
             metrics.write(json.dumps({"seed": seed, "mode": mode, **entry}) + "\n")
             metrics.flush()
         if folder and cfg.save_every and (step + 1) % cfg.save_every == 0:
-            _save(model, tok, folder / f"step-{step + 1}")
+            save_model(model, tok, folder / f"step-{step + 1}")
             torch.save(
                 {"step": step, "optimizer": opt.state_dict()},
                 folder / f"step-{step + 1}" / "trainer_state.pt",
@@ -198,7 +193,7 @@ def train_mode_torch(model, tok, cfg: RunConfig, mode: str, seed: int, progress:
         if metrics:
             metrics.close()
     if folder:
-        _save(model, tok, folder / "final")
+        save_model(model, tok, folder / "final")
     return log
 
 
@@ -207,7 +202,9 @@ def train_mode_trl(model, tok, cfg: RunConfig, mode: str, seed: int, progress: b
     from .trl_trainer import PairRLGRPOTrainer, pairrl_grpo_config
 
     folder = (
-        Path(cfg.out) / f"seed{seed}" / mode if cfg.out else Path("/tmp") / f"v1-infer-pairrl-{mode}-{seed}"
+        Path(cfg.out) / f"seed{seed}" / mode
+        if cfg.out
+        else Path(tempfile.gettempdir()) / f"v1-infer-pairrl-{mode}-{seed}"
     )
     g = cfg.solver_rollouts * (2 if mode == "rl" else 1)
     opts = dict(
@@ -251,7 +248,7 @@ def train_mode_trl(model, tok, cfg: RunConfig, mode: str, seed: int, progress: b
     with open(folder / "metrics.jsonl", "w") as f:
         for h in log:
             f.write(json.dumps(h, default=float) + "\n")
-    _save(trainer.model, tok, folder / "final")
+    save_model(trainer.model, tok, folder / "final")
     for h in log:  # common names with the torch backend
         h["gen_reward"] = h.get("rewards/solver_reward/mean", float("nan"))
         h["verif_reward"] = h.get("pairrl/verif_reward", float("nan"))
