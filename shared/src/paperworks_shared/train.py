@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,8 +19,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-from .cache import cache_dir, is_complete, mark_complete
+from .cache import cache_dir, is_complete, lock_path, mark_complete
 from .corpus import corpus_fingerprint, corpus_text
+from .files import file_lock, publish_dir, wait_note
 from .models import BOS_ID, byte_tokenizer, load_model, save_model, tiny_causal_lm, tiny_config
 
 
@@ -90,17 +90,16 @@ def evaluate_loss(
 def save_trained(model: PreTrainedModel, path: Path, metrics: dict, key: dict) -> Path:
     """Save a trained tiny model (+ byte tokenizer, metrics.json) to cache folder `path` atomically.
 
-    Written to a sibling `.tmp` folder, marked complete with `key`, then renamed: a crash mid-save
-    never leaves a folder that `is_complete` would accept."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, byte_tokenizer(), tmp)
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    mark_complete(tmp, key)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
+    Written to a private staging folder (unique per writer), marked complete with `key`, then renamed:
+    a crash mid-save never leaves a folder that `is_complete` would accept, and concurrent writers
+    never share a temp path."""
+
+    def build(staging: Path) -> None:
+        save_model(model, byte_tokenizer(), staging)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        mark_complete(staging, key)
+
+    return publish_dir(build, path)
 
 
 def train_tiny_lm(
@@ -141,11 +140,22 @@ def train_tiny_lm(
         "v": 1,
     }
     path = cache_dir("lm", key)
-    if cache and is_complete(path):
-        model, tok = load_model(path)
-        metrics = json.loads((path / "metrics.json").read_text())
-        return TrainedLM(model.to(device), tok, path, metrics, cache_hit=True)
+    if not cache:
+        return _train(
+            arch, config_overrides, settings, train_texts, val_texts, path, key, False, progress, device
+        )
+    # Concurrent callers wait for one trainer (file lock) instead of all training and racing to save.
+    with file_lock(lock_path(path), message=wait_note(f"tiny {arch} LM {path.name}")):
+        if is_complete(path):
+            model, tok = load_model(path)
+            metrics = json.loads((path / "metrics.json").read_text())
+            return TrainedLM(model.to(device), tok, path, metrics, cache_hit=True)
+        return _train(
+            arch, config_overrides, settings, train_texts, val_texts, path, key, True, progress, device
+        )
 
+
+def _train(arch, config_overrides, settings, train_texts, val_texts, path, key, cache, progress, device):
     train_ids = encode_text("\n\n".join(train_texts))
     val_ids = encode_text("\n\n".join(val_texts))
     model = tiny_causal_lm(arch, seed=settings.seed, **config_overrides).to(device)
