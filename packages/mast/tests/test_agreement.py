@@ -93,3 +93,75 @@ def test_pairwise_and_pooled_and_bootstrap():
     assert lo < k < hi and hi - lo < 0.2
     rows = per_mode_table(h, j, list("abcde"), n_boot=50)
     assert [r["mode"] for r in rows] == list("abcde") and all(r["kappa_lo"] <= r["kappa_hi"] for r in rows)
+
+
+def test_cohen_kappa_matches_sklearn_on_random_label_sets():
+    """Multi-class ints, strings, bools and integral floats, with and without weights/labels: exactly
+    scikit-learn's value (the old bool() coercion gave 1.0 for 3-class labels and NaN for strings)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    rng = np.random.default_rng(0)
+    n_checked = 0
+    for trial in range(300):
+        k = int(rng.integers(2, 6))
+        n = int(rng.integers(5, 60))
+        a = rng.integers(0, k, n)
+        b = np.where(rng.random(n) < 0.6, a, rng.integers(0, k, n))
+        kind = trial % 4
+        if kind == 1:
+            names = np.array(["no", "yes", "maybe", "n/a", "z"][:k])
+            a, b = names[a], names[b]
+        elif kind == 2 and k == 2:
+            a, b = a.astype(bool), b.astype(bool)
+        elif kind == 3:
+            a, b = a.astype(float), b.astype(float)
+        weights = [None, "linear", "quadratic"][trial % 3] if kind != 1 else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = cohen_kappa_score(a, b, weights=weights)
+            got = cohen_kappa(list(a), list(b), weights=weights)
+        if math.isnan(want):
+            assert math.isnan(got)
+        else:
+            assert got == pytest.approx(want, abs=1e-12), (trial, list(a), list(b), weights)
+            n_checked += 1
+    assert n_checked > 250
+    # 3-class labels: the old code said 1.0 here
+    a, b = [0, 1, 2, 2, 1, 0], [0, 2, 1, 2, 1, 0]
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    assert cohen_kappa(a, b) < 0.6
+    # strings: the old code said NaN
+    assert cohen_kappa(["yes", "no", "no", "yes"], ["yes", "no", "yes", "yes"]) == pytest.approx(0.5)
+    # labels= restricts the table like scikit-learn's
+    a, b = [0, 1, 2, 2, 1, 0, 3], [0, 2, 1, 2, 1, 3, 3]
+    assert cohen_kappa(a, b, labels=[0, 1, 2]) == pytest.approx(cohen_kappa_score(a, b, labels=[0, 1, 2]))
+
+
+@pytest.mark.parametrize(
+    "a, b, match",
+    [
+        ([0, 1, float("nan")], [0, 1, 1], "not finite"),
+        ([0, 1, 0.5], [0, 1, 1], "continuous"),
+        (["yes", "no"], [1, 0], "mix strings and numbers"),
+        ([0, [1]], [0, 1], "unsupported label type"),
+        ([0, 1], [0, 1], "weights"),
+    ],
+)
+def test_cohen_kappa_refuses_bad_labels(a, b, match):
+    kw = {"weights": "cubic"} if match == "weights" else {}
+    with pytest.raises(ValueError, match=match):
+        cohen_kappa(a, b, **kw)
+
+
+def test_binary_helpers_refuse_non_binary_labels():
+    with pytest.raises(ValueError, match="binary label expected"):
+        binary_metrics(*__import__("mast.agreement", fromlist=["confusion"]).confusion([0, 2], [0, 1]))
+    from mast.agreement import label_matrix
+
+    with pytest.raises(ValueError, match="binary label expected"):
+        label_matrix([{"1.1": 2}], ["1.1"])
+    with pytest.raises(ValueError, match="0/1"):
+        krippendorff_alpha_binary([[0, 2], [0, 1]])
+    with pytest.raises(ValueError, match="0/1"):
+        fleiss_from_ratings(np.array([[0, 2], [0, 1]]))
+    assert label_matrix([{"1.1": True, "1.2": None}], ["1.1", "1.2"]).tolist()[0][0] == 1.0

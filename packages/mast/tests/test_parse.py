@@ -106,3 +106,72 @@ def test_garbage_all_none():
     p = parse_judge_output("I cannot determine the answer.")
     assert all(v is None for v in p.labels.values())
     assert p.n_unparsed == 14
+
+
+def _yn(i):
+    return "yes" if i % 3 == 0 else "no"
+
+
+def test_c_prefixed_mode_lines():
+    """`C.1.1 yes` per line: the old parser saw 14 C headers and kept only the last mode (13 lost)."""
+    r = "A. ok\nB. no\n" + "\n".join(f"C.{m} {_yn(i)}" for i, m in enumerate(MAST_V3.ids))
+    p = parse_judge_output(r)
+    assert p.labels == {m: _yn(i) == "yes" for i, m in enumerate(MAST_V3.ids)}
+    assert p.issues == [] and p.task_completed is False and p.summary == "ok"
+    r2 = "A. ok\nB. yes\n" + "\n".join(
+        f"C. {m} {CODE_PROMPT_LABELS[m]}: {_yn(i)}" for i, m in enumerate(MAST_V3.ids)
+    )
+    assert parse_judge_output(r2).labels == p.labels
+
+
+def test_numbered_list_lines():
+    for fmt in (
+        "{n}. {m} {name}: {v}",
+        "{n}) {m}: {v}",
+        "{n}. FM-{m} {name} - {v}",
+        "{n}. **{m} {name}**: {v}",
+    ):
+        r = "A. s\nB. no\nC.\n" + "\n".join(
+            fmt.format(n=i + 1, m=m, name=CODE_PROMPT_LABELS[m], v=_yn(i)) for i, m in enumerate(MAST_V3.ids)
+        )
+        p = parse_judge_output(r)
+        assert p.labels == {m: _yn(i) == "yes" for i, m in enumerate(MAST_V3.ids)}, fmt
+        assert not [x for x in p.issues if x.startswith(("missing", "unparsed"))], fmt
+
+
+def test_json_list_of_detected_modes():
+    p = parse_judge_output('["1.1", "FM-2.3", "Step repetition"]')
+    assert p.format == "json_list"
+    assert {m for m, v in p.labels.items() if v} == {"1.1", "1.3", "2.3"}
+    assert all(v is False for m, v in p.labels.items() if m not in ("1.1", "1.3", "2.3"))
+    p = parse_judge_output(
+        'Answer:\n```json\n{"summary": "s", "task_completed": true, "detected_modes": '
+        '[{"id": "3.2", "evidence": "no tests"}, "2.6 Action-Reasoning Mismatch", "9.9"]}\n```'
+    )
+    assert {m for m, v in p.labels.items() if v} == {"3.2", "2.6"}
+    assert p.evidence == {"3.2": "no tests"} and p.task_completed is True
+    assert p.issues == ["unknown_mode:9.9"]
+    assert all(v is False for v in parse_judge_output('{"failure_modes": []}').labels.values())
+
+
+def test_no_or_incorrect_verification_variants_read_the_answer():
+    """The "No" of the mode name is not the answer, however the name is spelled."""
+    for name in (
+        "No/Incorrect Verification",
+        "no or incorrect verification",
+        "No & Incorrect Verification",
+        "No-or-Incorrect verification",
+        "No or incomplete verification",
+    ):
+        for sep in (": ", " -> ", " => ", " = ", " — "):
+            for v in (True, False):
+                r = f"C.\n3.2 {name}{sep}{'yes' if v else 'no'}"
+                assert parse_judge_output(r).labels["3.2"] is v, r
+    assert parse_judge_output("C.\n3.2 no/incorrect verification -> yes").labels["3.2"] is True
+    assert parse_judge_output("C.\n3.2 Verification missing (no/incorrect): yes").labels["3.2"] is True
+    assert parse_judge_output("C.\n1.1 yes, and no tests were run").labels["1.1"] is True
+
+
+def test_section_headers_read_without_unguarded_matches():
+    p = parse_judge_output("A. summary line\nmore summary\nB. yes/no: yes\nC.\n1.1 no")
+    assert p.summary == "summary line more summary" and p.task_completed is True

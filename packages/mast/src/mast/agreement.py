@@ -2,7 +2,8 @@
 
 * `binary_metrics`: accuracy / precision / recall / F1 / Cohen's κ from a pooled 2x2 confusion matrix
   over (trace, mode) decisions -- the variant that reproduces the paper's Table 2 few-shot row.
-* `cohen_kappa`, `fleiss_kappa`, `krippendorff_alpha_binary`, `pairwise_mean_kappa`.
+* `cohen_kappa` (binary or multi-class, ints/bools/strings; equal to scikit-learn's
+  `cohen_kappa_score` on every input it accepts, incl. linear/quadratic weights), `fleiss_kappa`, `krippendorff_alpha_binary`, `pairwise_mean_kappa`.
 * `per_mode_table`, `bootstrap_ci` (resampling *traces*, not cells).
 
 Degenerate-κ policy: when expected agreement p_e == 1 (both raters constant and identical), κ is 0/0.
@@ -66,15 +67,33 @@ def binary_metrics(tp: int, fp: int, fn: int, tn: int, degenerate: str = "nan") 
     }
 
 
+_BINARY = {0: False, 1: True}
+
+
+def _binary(v, where: str) -> bool:
+    """A 0/1 label (bool, int, integral float or numpy scalar); anything else is refused by name."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and math.isfinite(v)):
+        if v in _BINARY:
+            return _BINARY[int(v)]
+    raise ValueError(
+        f"{where}: binary label expected (0/1, True/False or None for missing), got {v!r}; "
+        "use cohen_kappa() for multi-class or string labels"
+    )
+
+
 def confusion(reference: Sequence, predicted: Sequence) -> tuple[int, int, int, int]:
-    """(tp, fp, fn, tn) of two equally long 0/1 sequences; pairs with a None on either side are skipped."""
+    """(tp, fp, fn, tn) of two equally long 0/1 sequences; pairs with a None on either side are skipped.
+
+    Labels other than 0/1/True/False/None raise ValueError (a 3-class label is not silently "yes")."""
     if len(reference) != len(predicted):
         raise ValueError(f"length mismatch: {len(reference)} reference vs {len(predicted)} predicted labels")
     tp = fp = fn = tn = 0
-    for r, p in zip(reference, predicted):
+    for i, (r, p) in enumerate(zip(reference, predicted)):
         if r is None or p is None:
             continue
-        r, p = bool(r), bool(p)
+        r, p = _binary(r, f"reference[{i}]"), _binary(p, f"predicted[{i}]")
         tp += r and p
         fp += (not r) and p
         fn += r and not p
@@ -82,9 +101,87 @@ def confusion(reference: Sequence, predicted: Sequence) -> tuple[int, int, int, 
     return tp, fp, fn, tn
 
 
-def cohen_kappa(a: Sequence, b: Sequence, degenerate: str = "nan") -> float:
-    """Cohen's κ for two raters' binary labels (None pairs skipped)."""
-    return binary_metrics(*confusion(a, b), degenerate=degenerate)["kappa"]
+def _category(v, where: str):
+    """A class label as scikit-learn accepts it: bool/int/integral float -> int, str as is."""
+    if isinstance(v, (bool, np.bool_, int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            raise ValueError(f"{where}: label {v!r} is not finite (use None for a missing label)")
+        if v != int(v):
+            raise ValueError(f"{where}: label {v!r} is continuous; kappa needs class labels")
+        return int(v)
+    if isinstance(v, (str, np.str_)):
+        return str(v)
+    raise ValueError(
+        f"{where}: unsupported label type {type(v).__name__} ({v!r}); use ints, bools or strings"
+    )
+
+
+def cohen_kappa(
+    a: Sequence,
+    b: Sequence,
+    degenerate: str = "nan",
+    weights: str | None = None,
+    labels: Sequence | None = None,
+) -> float:
+    """Cohen's κ for two raters' class labels (binary or multi-class; ints, bools or strings).
+
+    Pairs with a None on either side are skipped (a missing rating). Matches
+    ``sklearn.metrics.cohen_kappa_score(a, b, labels=labels, weights=weights)`` on every input that
+    scikit-learn accepts; NaN/inf, continuous floats, labels mixing strings and numbers and other types
+    raise ValueError naming the first bad label. ``weights`` is None, "linear" or "quadratic" (distances
+    between positions in the sorted label list, as in scikit-learn). When the expected disagreement is 0
+    (both raters constant and identical) κ follows ``degenerate`` (see the module docstring)."""
+    if degenerate not in ("nan", "one"):
+        raise ValueError(f"degenerate must be 'nan' or 'one', got {degenerate!r}")
+    if weights not in (None, "linear", "quadratic"):
+        raise ValueError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    if len(a) != len(b):
+        raise ValueError(f"length mismatch: {len(a)} reference vs {len(b)} predicted labels")
+    xs, ys = [], []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x is None or y is None:
+            continue
+        xs.append(_category(x, f"a[{i}]"))
+        ys.append(_category(y, f"b[{i}]"))
+    if len({type(v) for v in xs + ys}) > 1:
+        raise ValueError("labels mix strings and numbers; use one label type for both raters")
+    if labels is None:
+        cats = sorted(set(xs) | set(ys))
+    else:
+        cats = [_category(v, "labels") for v in labels]
+        if not cats or len(set(cats)) != len(cats):
+            raise ValueError("labels must be a non-empty list of distinct labels")
+        if not set(cats) & set(xs):
+            raise ValueError("none of the given labels occurs in the first rater's labels")
+    index = {c: k for k, c in enumerate(cats)}
+    k = len(cats)
+    cm = np.zeros((k, k), dtype=float)
+    for x, y in zip(xs, ys):
+        if x in index and y in index:
+            cm[index[x], index[y]] += 1
+    n = cm.sum()
+    if n == 0:
+        warnings.warn("kappa undefined: no rated pairs", DegenerateKappaWarning, stacklevel=2)
+        return float("nan")
+    expected = np.outer(cm.sum(1), cm.sum(0)) / n
+    if weights is None:
+        w = 1.0 - np.eye(k)
+    else:
+        d = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :]).astype(float)
+        w = d if weights == "linear" else d**2
+    den = float((w * expected).sum())
+    if den == 0.0:
+        if degenerate == "one" and float((w * cm).sum()) == 0.0:
+            return 1.0
+        warnings.warn(
+            "kappa undefined: expected disagreement is 0 (both raters constant)",
+            DegenerateKappaWarning,
+            stacklevel=2,
+        )
+        return float("nan")
+    return float(1.0 - (w * cm).sum() / den)
 
 
 def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
@@ -106,7 +203,10 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
 
 def fleiss_from_ratings(ratings: np.ndarray) -> float:
     """Fleiss' κ from a raters x items 0/1 matrix."""
-    r = np.asarray(ratings, dtype=int)
+    r = np.asarray(ratings)
+    if r.ndim != 2 or not np.isin(r, (0, 1)).all():
+        raise ValueError("ratings must be a raters x items matrix of 0/1 labels")
+    r = r.astype(int)
     ones = r.sum(0)
     return fleiss_kappa(np.stack([r.shape[0] - ones, ones], 1))
 
@@ -117,7 +217,11 @@ def krippendorff_alpha_binary(ratings) -> float:
     Coincidence-matrix form: α = 1 - (n - 1) * o_01*2 / (2 * n_0 * n_1) over pairable values
     (items with >= 2 ratings).
     """
-    r = np.array([[np.nan if v is None else float(v) for v in row] for row in ratings], dtype=float)
+    r = np.array([[np.nan if v is None else float(v) for v in row] for row in ratings], dtype=float, ndmin=2)
+    seen = r[~np.isnan(r)]
+    if not np.isin(seen, (0.0, 1.0)).all():
+        bad = seen[~np.isin(seen, (0.0, 1.0))][0]
+        raise ValueError(f"binary alpha needs 0/1 ratings (None/NaN = missing), got {bad!r}")
     o = np.zeros((2, 2))
     for col in r.T:
         vals = col[~np.isnan(col)].astype(int)
@@ -153,7 +257,9 @@ def label_matrix(annotations, mode_ids: Sequence[str]) -> np.ndarray:
     rows = []
     for a in annotations:
         lab = a.labels if hasattr(a, "labels") else a
-        rows.append([np.nan if lab.get(m) is None else float(bool(lab.get(m))) for m in mode_ids])
+        rows.append(
+            [np.nan if lab.get(m) is None else float(_binary(lab.get(m), f"label {m!r}")) for m in mode_ids]
+        )
     return np.array(rows, dtype=float).reshape(len(rows), len(mode_ids))
 
 
