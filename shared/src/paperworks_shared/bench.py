@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -30,16 +31,31 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_path, atomic_write_text
+
 SCALES = ("smoke", "cpu", "gpu")
 GROUP = "paperworks.benchmarks"
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The short commit of the code that runs, with `-dirty` when tracked files outside
+    benchmarks/results differ from it (results written by this very run do not count)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
         )
-        return out.stdout.strip() or "unknown"
+        commit = out.stdout.strip() or "unknown"
+        if commit != "unknown":
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit += "-dirty"
+        return commit
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -104,14 +120,63 @@ class Record:
     time: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    #: what had to be changed to make the record valid JSON (e.g. "rows[2].acc was nan"): shown in REPORT.md
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, indent=1, default=_json_default)
+        """Strict JSON: non-finite numbers become null and are named in `warnings` (never silently)."""
+        data = json.loads(json.dumps(self.__dict__, default=_json_default))  # plain types (nan kept)
+        found: list[str] = []
+        data = _null_non_finite(data, "", found)
+        if found:
+            data["warnings"] = list(data.get("warnings") or []) + [
+                f"{w} was not finite (written as null)" for w in found
+            ]
+            self.warnings = data["warnings"]
+        return json.dumps(data, indent=1, allow_nan=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Record:
-        data = json.loads(Path(path).read_text())
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        """Read a record; raise RecordError naming the file and the problem if it is not a valid record."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RecordError(f"{path}: cannot read ({e})") from None
+
+        def _no_nan(token: str):
+            raise ValueError(f"non-standard JSON constant {token}")
+
+        try:
+            data = json.loads(text, parse_constant=_no_nan)
+        except (json.JSONDecodeError, ValueError) as e:
+            raise RecordError(f"{path}: not valid strict JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: a record is a JSON object, got {type(data).__name__}")
+        missing = [
+            k for k in ("package", "experiment", "scale", "commit", "machine", "time") if not data.get(k)
+        ]
+        if missing:
+            raise RecordError(f"{path}: missing {', '.join(missing)}")
+        try:
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except TypeError as e:
+            raise RecordError(f"{path}: {e}") from None
+
+
+class RecordError(ValueError):
+    """A result file that is not a valid record (unreadable, not strict JSON, missing provenance)."""
+
+
+def _null_non_finite(obj: Any, where: str, found: list[str]) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        found.append(where or "value")
+        return None
+    if isinstance(obj, dict):
+        return {k: _null_non_finite(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_null_non_finite(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    return obj
 
 
 def _json_default(o: Any):
@@ -185,7 +250,7 @@ class BenchContext:
         if figure is not None:
             rec.plot = f"{experiment}.png"
             save_figure(figure, self.outdir / rec.plot)
-        (self.outdir / f"{experiment}.json").write_text(rec.to_json())
+        atomic_write_text(self.outdir / f"{experiment}.json", rec.to_json())
         self.records.append(rec)
         self._t0 = time.time()
         return rec
@@ -198,7 +263,8 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return path
 
@@ -273,7 +339,7 @@ def run_benchmarks(
             outcomes.append(Outcome(name, True, time.time() - t0))
         except Exception as e:
             tb = traceback.format_exc()
-            err_file.write_text(tb)
+            atomic_write_text(err_file, tb)
             print(f"\n[bench] {name} FAILED: {e!r}\n{tb}", file=sys.stderr)
             outcomes.append(Outcome(name, False, time.time() - t0, f"{type(e).__name__}: {e}"))
         print(
@@ -283,41 +349,88 @@ def run_benchmarks(
     return outcomes
 
 
-def write_report(results_dir: str | Path, outcomes: Sequence[Outcome] = (), scale: str | None = None) -> Path:
-    """Write REPORT.md from every record under `results_dir` (plus this run's outcomes)."""
+def load_records(
+    results_dir: str | Path, scale: str | None = None
+) -> tuple[dict[str, list[Record]], list[str]]:
+    """Every valid record under `results_dir` by package, and one line per file that is not a valid record."""
     results_dir = Path(results_dir)
     by_pkg: dict[str, list[Record]] = {}
+    problems: list[str] = []
     for f in sorted(results_dir.glob("*/*.json")):
         try:
             rec = Record.load(f)
-        except (json.JSONDecodeError, TypeError, KeyError):
+        except RecordError as e:
+            problems.append(f"`{f.relative_to(results_dir)}`: {str(e).split(': ', 1)[-1]}")
             continue
         if scale and rec.scale != scale:
             continue
         by_pkg.setdefault(rec.package, []).append(rec)
+    return by_pkg, problems
+
+
+def reference_commit(records: Sequence[Record]) -> str | None:
+    """The commit the report speaks for: the commit of the newest record."""
+    if not records:
+        return None
+    return max(records, key=lambda r: r.time).commit
+
+
+def write_report(
+    results_dir: str | Path,
+    outcomes: Sequence[Outcome] = (),
+    scale: str | None = None,
+    commit: str | None = None,
+) -> Path:
+    """Write REPORT.md from every record under `results_dir` (plus this run's outcomes).
+
+    The report speaks for one commit (`commit`, default: the newest record's): every record from another
+    commit is marked STALE with its own commit, in the summary and at its section. A result file that is
+    not a valid record is listed as UNREADABLE (never silently dropped)."""
+    results_dir = Path(results_dir)
+    by_pkg, problems = load_records(results_dir, scale)
+    all_recs = [r for recs in by_pkg.values() for r in recs]
+    ref = commit or reference_commit(all_recs)
+    stale = [r for r in all_recs if r.commit != ref]
     status = {o.package: o for o in outcomes}
     lines = ["# paperworks benchmark report", ""]
     if scale:
         lines += [f"Scale: `{scale}`. Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}.", ""]
+    if ref:
+        lines += [
+            f"Results of commit `{ref}`: {len(all_recs) - len(stale)} of {len(all_recs)} records."
+            + (f" **{len(stale)} STALE** records come from other commits (marked below)." if stale else ""),
+            "",
+        ]
+    if problems:
+        lines += [f"**{len(problems)} UNREADABLE result file(s)** (not shown below):", ""]
+        lines += [f"- {p}" for p in problems] + [""]
     if outcomes or by_pkg:
         # every package with results, not only this run's: the others show when they last ran
-        lines += ["| package | status | seconds |", "|---|---|---|"]
+        lines += ["| package | status | seconds | stale records |", "|---|---|---|---|"]
         for pkg in sorted(set(by_pkg) | set(status)):
             o = status.get(pkg)
+            recs = by_pkg.get(pkg, [])
+            n_stale = sum(r.commit != ref for r in recs)
+            stale_txt = f"{n_stale} of {len(recs)}" if n_stale else "0"
             if o is not None:
-                lines.append(f"| {pkg} | {'ok' if o.ok else 'FAILED: ' + o.error[:120]} | {o.seconds:.1f} |")
+                state = "ok" if o.ok else "FAILED: " + o.error[:120]
+                lines.append(f"| {pkg} | {state} | {o.seconds:.1f} | {stale_txt} |")
             else:
-                recs = by_pkg[pkg]
                 last = max(r.time for r in recs)[:16].replace("T", " ")
-                lines.append(f"| {pkg} | earlier run ({last}) | {sum(r.seconds for r in recs):.1f} |")
+                secs = sum(r.seconds or 0 for r in recs)
+                lines.append(f"| {pkg} | earlier run ({last}) | {secs:.1f} | {stale_txt} |")
         lines.append("")
     for pkg in sorted(set(by_pkg) | set(status)):
         lines += [f"## {pkg}", ""]
         o = status.get(pkg)
         if o is not None and not o.ok:
             lines += [f"**FAILED**: `{o.error}` (traceback in `{pkg}/ERROR.txt`)", ""]
+        for p in problems:
+            if p.startswith(f"`{pkg}/"):
+                lines += [f"**UNREADABLE record** {p}", ""]
         for rec in by_pkg.get(pkg, []):
-            lines += [f"### {rec.experiment}", ""]
+            tag = f" (STALE: commit `{rec.commit}`, not `{ref}`)" if rec.commit != ref else ""
+            lines += [f"### {rec.experiment}{tag}", ""]
             if rec.claim:
                 lines += [f"**Paper's claim:** {rec.claim}", ""]
             if rec.rows:
@@ -328,19 +441,27 @@ def write_report(results_dir: str | Path, outcomes: Sequence[Outcome] = (), scal
                 lines += [f"![{rec.experiment}]({pkg}/{rec.plot})", ""]
             if rec.verdict:
                 lines += [f"**Measured:** {rec.verdict}", ""]
+            if rec.warnings:
+                lines += ["**Warnings:** " + "; ".join(rec.warnings), ""]
             lines += [f"<sub>scale {rec.scale}, commit {rec.commit}, {rec.time}, {rec.seconds}s</sub>", ""]
-    path = results_dir / "REPORT.md"
-    path.write_text("\n".join(lines))
-    return path
+    return atomic_write_text(results_dir / "REPORT.md", "\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`paperworks-bench`: run every registered benchmark (or --package ones) and write REPORT.md."""
+    from .cli import run_cli
+
+    return run_cli(_main, argv, prog="paperworks-bench")
+
+
+def _main(argv: list[str]) -> int:
+    from .cli import add_debug_flag, check_out_dir
+
     p = argparse.ArgumentParser(
         prog="paperworks-bench",
         description="Run the paperworks benchmarks registered under the entry-point group "
         "'paperworks.benchmarks', write <results>/<package>/<experiment>.json/.png and <results>/REPORT.md. "
-        "Exit status 1 if any benchmark failed.",
+        "Exit status 1 if any benchmark failed, 2 for a usage error.",
     )
     p.add_argument(
         "--scale",
@@ -355,21 +476,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--results", default="benchmarks/results", help="results folder (default: benchmarks/results)"
     )
     p.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only regenerate REPORT.md from the records already in --results (stale/unreadable ones marked)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_flag(p)
     args = p.parse_args(argv)
     if args.list:
         for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
             print(f"{ep.name}\t{ep.value}")
         return 0
+    results = check_out_dir(args.results, what="--results")
+    if args.report_only:
+        report = write_report(results, scale=args.scale)
+        print(f"[bench] report: {report}")
+        return 0
     benches = discover(args.package)
     if not benches:
         print("no benchmarks registered", file=sys.stderr)
         return 1
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     outcomes = run_benchmarks(benches, args.scale, results, progress=not args.no_progress)
-    report = write_report(results, outcomes, scale=args.scale)
+    report = write_report(results, outcomes, scale=args.scale, commit=git_commit())
     failed = [o.package for o in outcomes if not o.ok]
     print(
         f"[bench] {len(outcomes) - len(failed)}/{len(outcomes)} ok in {time.time() - t0:.0f}s; report: {report}"
