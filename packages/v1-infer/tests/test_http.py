@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from v1_infer import Candidate, TournamentConfig, V1Infer
+from v1_infer import Candidate, ProblemFailed, TournamentConfig, V1Infer
 from v1_infer.backends.base import SamplingParams
 from v1_infer.backends.openai_compat import OpenAICompatGenerator
 from v1_infer.judges.llm import LLMPairwiseJudge
@@ -22,11 +22,13 @@ class Scripted:
 
     def __init__(self):
         self.attempts: dict[str, int] = {}
+        self.times: dict[str, list[float]] = {}
         self.lock = threading.Lock()
 
     def count(self, prompt):
         with self.lock:
             self.attempts[prompt] = self.attempts.get(prompt, 0) + 1
+            self.times.setdefault(prompt, []).append(time.perf_counter())
             return self.attempts[prompt]
 
 
@@ -61,6 +63,10 @@ def _server(script: Scripted):
                 time.sleep(3)
             if "E429" in prompt and k <= 2:
                 return self._send(429, b'{"error": "rate limited"}', [("Retry-After", "0")])
+            if "RETRYAFTER" in prompt and k == 1:
+                return self._send(503, b'{"error": "overloaded"}', [("Retry-After", "0.6")])
+            if "OVERFLOW" in prompt:
+                return self._send(400, b"This model's maximum context length is 512 tokens; you asked 900")
             if "E500" in prompt and k == 1:
                 return self._send(500, b"internal error")
             if "BADJSON" in prompt and k == 1:
@@ -137,16 +143,48 @@ def test_concurrency_is_bounded(scripted):
 
 def test_tournament_over_http_every_problem_completes_or_reports(scripted):
     url, _ = scripted
-    judge = LLMPairwiseJudge(_client(url, max_retries=1), "math", max_tokens=8)
+    judge = LLMPairwiseJudge(_client(url, max_retries=2), "math", max_tokens=8)
     problems = ["fine problem", "ALWAYS500 problem", "E429 problem", "DROP problem"]
     cands = [[Candidate(f"sol {k}") for k in range(4)] for _ in problems]
     res = V1Infer(judge, TournamentConfig(budget_multiplier=1.0)).rank_many(problems, cands)
     assert len(res) == 4
     assert res[0].errors == [] and res[0].parse_failures == 0 and res[0].calls == 4
-    assert res[1].errors and res[1].parse_failures == res[1].calls == 4  # failures spent the budget as ties
-    assert sorted(res[1].order) == [0, 1, 2, 3]
-    for r in res:
-        assert r.calls == 4 and sorted(r.order) == [0, 1, 2, 3]
+    # a server error is a backend error: the problem fails (no winner), never ties or slot-A wins
+    assert res[1].errors and res[1].parse_failures == 0 and res[1].backend_errors == res[1].calls == 2
+    assert res[1].failed and "HTTP 500" in res[1].failed and res[1].pairs_judged == 0
+    with pytest.raises(ProblemFailed, match="HTTP 500"):
+        res[1].best_index
+    for r in (res[0], res[2], res[3]):
+        assert r.calls == 4 and sorted(r.order) == [0, 1, 2, 3] and not r.failed and r.backend_errors == 0
+    assert judge.backend_errors == 2 and judge.parse_failures == 0
+
+
+def test_retry_after_is_honoured(scripted):
+    url, script = scripted
+    out = _client(url, backoff=0.01, max_backoff=5.0).generate(["RETRYAFTER x"], SamplingParams(max_tokens=4))
+    assert out[0][0].error is None
+    t = script.times["RETRYAFTER x"]
+    assert len(t) == 2 and t[1] - t[0] >= 0.55  # the header said 0.6 s; own backoff would be ~0.01 s
+
+
+def test_server_gone_stops_sending_after_abort_after_failures(scripted):
+    url, script = scripted
+    c = _client(url, max_retries=0, concurrency=1, abort_after=3)
+    out = c.generate([f"ALWAYS500 {k}" for k in range(10)], SamplingParams(max_tokens=4))
+    assert all(g[0].error for g in out)
+    assert sum(script.attempts.values()) == 3  # 3 requests failed for good, then nothing more was sent
+    assert c.stats["not_sent"] == 7 and sum("not sent" in g[0].error for g in out) == 7
+    # with retries, requests interleave; the breaker still stops sending well before 10 x 3 attempts
+    script.attempts.clear()
+    c = _client(url, max_retries=2, concurrency=1, abort_after=3)
+    out = c.generate([f"ALWAYS500 {k}" for k in range(10)], SamplingParams(max_tokens=4))
+    assert all(g[0].error for g in out) and sum(script.attempts.values()) < 30 and c.stats["not_sent"] > 0
+
+
+def test_context_overflow_is_a_named_backend_error(scripted):
+    url, script = scripted
+    out = _client(url).generate(["OVERFLOW p"], SamplingParams(max_tokens=4))
+    assert "context overflow" in out[0][0].error and script.attempts["OVERFLOW p"] == 1
 
 
 def test_real_tiny_model_behind_the_package_server():

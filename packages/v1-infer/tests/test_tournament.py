@@ -247,9 +247,17 @@ def test_judge_batch_failure_is_reported_for_every_problem():
         def judge_pairs(self, queries):
             raise ConnectionError("engine down")
 
+    # default on_backend_error="fail": each problem is marked failed, nothing is scored or counted as a parse failure
     res = V1Infer(Broken(), TournamentConfig(budget_multiplier=1.0)).rank_many(
         ["a", "b"], [["x", "y", "z"]] * 2
     )
     assert len(res) == 2
     for r in res:
-        assert r.errors and "engine down" in r.errors[0] and r.parse_failures == r.calls == 3
+        assert r.errors and "engine down" in r.errors[0] and r.failed and "engine down" in r.failed
+        assert r.parse_failures == 0 and r.backend_errors == r.calls == 1 and r.pairs_judged == 0
+        assert r.to_dict()["best_index"] is None
+    # "skip": the run goes on, no pair is scored, the result says it rests on 0 judged pairs
+    cfg = TournamentConfig(budget_multiplier=1.0, on_backend_error="skip", abort_after=0)
+    for r in V1Infer(Broken(), cfg).rank_many(["a", "b"], [["x", "y", "z"]] * 2):
+        assert not r.failed and r.backend_errors == r.calls == 3 and r.parse_failures == 0
+        assert r.pairs_judged == 0 and r.pairs_unjudged == 3 and r.scores == [0.5, 0.5, 0.5]

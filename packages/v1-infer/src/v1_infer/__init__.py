@@ -18,6 +18,7 @@ from .baselines import (
 )
 from .config import TournamentConfig
 from .driver import V1Infer, arun_selectors, run_selectors
+from .errors import BackendError, BackendUnavailable, ProblemFailed
 from .judges import (
     LLMPairwiseJudge,
     LLMPointwiseJudge,
@@ -43,6 +44,9 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
+    "BackendUnavailable",
+    "ProblemFailed",
     "METHODS",
     "BradleyTerry",
     "Candidate",

@@ -102,7 +102,13 @@ class PointwiseBestOfN(Selector):
     name = "pointwise"
 
     def __init__(
-        self, n: int, repeats: int = 1, tiebreak: str = "index", on_parse_error: str = "tie", seed: int = 0
+        self,
+        n: int,
+        repeats: int = 1,
+        tiebreak: str = "index",
+        on_parse_error: str = "tie",
+        seed: int = 0,
+        on_backend_error: str = "fail",
     ):
         super().__init__(n)
         if repeats < 1:
@@ -111,7 +117,10 @@ class PointwiseBestOfN(Selector):
             raise ValueError(f"tiebreak must be 'index' or 'random', got {tiebreak!r}")
         if on_parse_error not in ("tie", "skip"):
             raise ValueError(f"pointwise on_parse_error must be 'tie' or 'skip', got {on_parse_error!r}")
+        if on_backend_error not in ("fail", "skip"):
+            raise ValueError(f"on_backend_error must be 'fail' or 'skip', got {on_backend_error!r}")
         self.repeats, self.tiebreak, self.on_parse_error, self.seed = repeats, tiebreak, on_parse_error, seed
+        self.on_backend_error = on_backend_error
         self.sums = np.zeros(n)
         self.cnts = np.zeros(n)
         self._done = False
@@ -125,10 +134,16 @@ class PointwiseBestOfN(Selector):
     def observe(self, requests, outcomes: list[PointOutcome]):
         self._account(requests, outcomes)
         for req, o in zip(requests, outcomes):
-            ok = bool(o.parsed and o.error is None and o.rating is not None)
-            if not ok:
-                self.parse_failures += 1
-            r = float(o.rating) if ok else (TIE_RATING if self.on_parse_error == "tie" else None)
+            if o.error is not None:  # backend error: never a rating, never a tie
+                self.backend_errors += 1
+                self._backend_failure(f"candidate {req.i}", str(o.error), self.on_backend_error)
+                ok, r, used = False, None, "backend_error"
+            else:
+                ok = bool(o.parsed and o.rating is not None)
+                if not ok:
+                    self.parse_failures += 1
+                r = float(o.rating) if ok else (TIE_RATING if self.on_parse_error == "tie" else None)
+                used = "rating" if ok else self.on_parse_error
             self.log.append(
                 Comparison(
                     self.rounds - 1,
@@ -137,7 +152,7 @@ class PointwiseBestOfN(Selector):
                     o.rating if ok else None,
                     None,
                     ok,
-                    "rating" if ok else self.on_parse_error,
+                    used,
                     o.input_tokens,
                     o.output_tokens,
                     o.error,
@@ -146,6 +161,7 @@ class PointwiseBestOfN(Selector):
             if r is not None:
                 self.sums[req.i] += r
                 self.cnts[req.i] += 1
+                self.pairs_judged += 1
 
     def result(self) -> RankingResult:
         scores = np.where(self.cnts > 0, self.sums / np.maximum(self.cnts, 1), 0.0)
@@ -325,6 +341,7 @@ def make_selector(
             tiebreak=tiebreak,
             on_parse_error="skip" if cfg.on_parse_error == "skip" else "tie",
             seed=cfg.seed,
+            on_backend_error=cfg.on_backend_error,
         )
     if method == "majority":
         answers = [c.meta.get("answer") for c in candidates]

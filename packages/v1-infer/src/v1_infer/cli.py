@@ -1,43 +1,186 @@
-"""``v1-infer`` console script: simulate, select, generate, bench."""
+"""``v1-infer`` console script: simulate, select, generate, pairrl, bench.
+
+Error convention (`paperworks_shared.cli`): a bad argument or input exits 2 with one line naming the
+problem, before any model is loaded or request sent. ``select`` / ``generate`` append each finished
+problem to ``--out`` as it completes (fsync), so a crash, a dead server or Ctrl-C keeps every finished
+problem; ``--resume`` continues such a file. When a problem cannot be answered (backend errors under
+``--on-backend-error fail``, or the run stopped because the server is gone) the command exits 3 with a
+one-line summary on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_dir,
+    check_out_file,
+    choice_of,
+    existing_dir,
+    existing_file,
+    float_range,
+    list_of,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+    require,
+    run_cli,
+)
 
-def _read_jsonl(path: str) -> list[dict]:
+PROG = "v1-infer"
+EXIT_INCOMPLETE = 3  # some problems failed or the run stopped: the output holds what finished
+METHODS = (
+    "v1",
+    "random_pairing",
+    "bradley_terry",
+    "knockout",
+    "round_robin",
+    "pointwise",
+    "majority",
+    "random_pick",
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# input / output
+
+
+def _read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, object) per non-empty line; any bad line is a UserError naming file and line."""
     p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"input file not found: {path}")
     rows = []
-    for k, line in enumerate(p.read_text().splitlines(), 1):
+    for k, raw in enumerate(p.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{k}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}:{k}: invalid JSON ({e})") from e
+            raise UserError(f"{path}:{k}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{k}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((k, obj))
+    if not rows:
+        raise UserError(f"{path}: no input lines")
     return rows
 
 
-def _write_jsonl(path: str, rows) -> None:
-    out = sys.stdout if path == "-" else open(path, "w")
-    try:
-        for r in rows:
-            out.write(json.dumps(r, default=str) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+def _problem(path, k: int, r: dict) -> str:
+    if "problem" not in r:
+        raise UserError(f"{path}:{k}: missing 'problem' field")
+    if not isinstance(r["problem"], str):
+        raise UserError(f"{path}:{k}: 'problem' must be a string, got {type(r['problem']).__name__}")
+    return r["problem"]
+
+
+def _candidates(path, k: int, r: dict):
+    from .types import Candidate
+
+    if "candidates" not in r:
+        raise UserError(f"{path}:{k}: missing 'candidates' field")
+    cs = r["candidates"]
+    if not isinstance(cs, list):
+        raise UserError(f"{path}:{k}: 'candidates' must be a list, got {type(cs).__name__}")
+    if not cs:
+        raise UserError(f"{path}:{k}: 'candidates' is empty: nothing to select from")
+    out = []
+    for c_ix, c in enumerate(cs):
+        if isinstance(c, str):
+            out.append(Candidate(c))
+        elif isinstance(c, dict):
+            if not isinstance(c.get("text"), str):
+                raise UserError(f"{path}:{k}: candidate {c_ix} has no string 'text' field")
+            meta = c.get("meta", {})
+            if not isinstance(meta, dict):
+                raise UserError(f"{path}:{k}: candidate {c_ix} 'meta' must be an object")
+            if meta.get("error"):
+                raise UserError(
+                    f"{path}:{k}: candidate {c_ix} is a failed generation ({str(meta['error'])[:120]}); "
+                    "failed generations are never ranked: regenerate or drop it"
+                )
+            out.append(Candidate(c["text"], dict(meta)))
+        else:
+            raise UserError(
+                f"{path}:{k}: candidate {c_ix} must be a string or an object with 'text', "
+                f"got {type(c).__name__}"
+            )
+    return out
+
+
+class _Output:
+    """Append-and-fsync JSONL output keyed by input line; ``--resume`` reads what is already there."""
+
+    def __init__(self, path: str, resume: bool):
+        self.path = None if path == "-" else Path(path)
+        self.done: dict[int, dict] = {}
+        if self.path is None:
+            require(not resume, "--resume needs --out FILE (not stdout)")
+            return
+        check_out_file(self.path)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            if not resume:
+                raise UserError(
+                    f"--out {str(path)!r} already exists: pass --resume to continue it, or remove it"
+                )
+            raw = self.path.read_bytes()
+            end = raw.rfind(b"\n") + 1
+            if end < len(raw):  # a torn last line from a killed run: cut it so appends stay valid JSONL
+                print(f"{PROG}: dropping a torn last line of {path}", file=sys.stderr)
+                with open(self.path, "r+b") as f:
+                    f.truncate(end)
+                raw = raw[:end]
+            for k, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    self.done[int(rec["line"])] = rec
+                except (ValueError, KeyError, TypeError):
+                    raise UserError(f"--resume: {path}:{k} is not a record written by {PROG}") from None
+
+    def check_matches(self, rows: list[tuple[int, dict]]) -> None:
+        by_line = dict(rows)
+        for line, rec in self.done.items():
+            if line not in by_line or by_line[line].get("problem") != rec.get("problem"):
+                raise UserError(
+                    f"--resume: {self.path} line for input line {line} does not match the input file "
+                    "(different input?)"
+                )
+
+    def write(self, rec: dict) -> None:
+        from paperworks_shared.files import strict_json
+
+        text = strict_json(rec, indent=None, default=str) + "\n"
+        if self.path is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ------------------------------------------------------------------------------------------------
+# backend
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
     g.add_argument(
         "--backend",
-        choices=["hf", "vllm", "openai"],
+        type=choice_of(("hf", "vllm", "openai")),
         default="hf",
         help="hf = local transformers folder (default); vllm = in-process vLLM; openai = any "
         "OpenAI-compatible server (vLLM, SGLang)",
@@ -46,32 +189,166 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
         "--model", required=True, help="model folder (hf), model path/name (vllm) or served name (openai)"
     )
     g.add_argument("--base-url", help="server URL for --backend openai, e.g. http://127.0.0.1:8000")
-    g.add_argument("--chat", action="store_true", help="wrap prompts in the chat template / chat endpoint")
-    g.add_argument("--concurrency", type=int, default=64, help="max parallel HTTP requests (openai)")
-    g.add_argument("--timeout", type=float, default=120.0, help="per-request timeout in seconds (openai)")
-    g.add_argument("--batch-size", type=int, default=16, help="generation batch size (hf)")
-    g.add_argument("--max-tokens", type=int, default=1024, help="max new tokens per call")
+    g.add_argument(
+        "--api-key-env",
+        default=None,
+        help="name of the environment variable holding the API key (openai; default: none sent)",
+    )
+    g.add_argument(
+        "--chat",
+        action="store_true",
+        help="chat endpoint with the server's chat template (openai) / the tokenizer's chat template (hf)",
+    )
+    g.add_argument("--concurrency", type=positive_int, default=64, help="max parallel HTTP requests")
+    g.add_argument("--timeout", type=positive_float, default=120.0, help="per-request timeout, seconds")
+    g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries per HTTP request (openai)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="generation batch size (hf)")
+    g.add_argument("--max-tokens", type=positive_int, default=1024, help="max new tokens per call")
+    g.add_argument(
+        "--max-model-len",
+        type=positive_int,
+        default=None,
+        help="the server's context length: every prompt + --max-tokens is checked against it before "
+        "any request (needs a local tokenizer: --tokenizer, or --model as a local folder)",
+    )
+    g.add_argument("--tokenizer", type=existing_dir, default=None, help="local tokenizer folder")
     g.add_argument(
         "--temperature",
-        type=float,
+        type=float_range(0.0, 10.0),
         default=None,
         help="sampling temperature (default: paper's 1.0 for math, 0.6 for code)",
     )
-    g.add_argument("--seed", type=int, default=0)
-
-
-def _generator(a):
-    from .backends.factory import make_generator
-
-    return make_generator(
-        a.backend,
-        a.model,
-        base_url=a.base_url,
-        batch_size=a.batch_size,
-        concurrency=a.concurrency,
-        timeout=a.timeout,
-        chat=a.chat,
+    g.add_argument(
+        "--seed",
+        type=nonneg_int,
+        default=None,
+        help="run seed: each request gets its own seed derived from it (default: no seed is sent)",
     )
+    g.add_argument(
+        "--on-backend-error",
+        type=choice_of(("fail", "skip")),
+        default="fail",
+        help="fail (default): a problem with a failed call is marked failed and the command exits 3; "
+        "skip: the pair / generation is dropped and counted",
+    )
+    g.add_argument(
+        "--abort-after",
+        type=nonneg_int,
+        default=8,
+        help="stop the run after this many failed calls in a row (server gone); 0 = never",
+    )
+    g.add_argument("--resume", action="store_true", help="continue an interrupted --out file")
+    g.add_argument(
+        "--cache",
+        default=None,
+        help="judgment cache JSONL (default: OUT.cache.jsonl when --out is a file); a re-run sends no "
+        "request that was already answered",
+    )
+    g.add_argument("--no-cache", action="store_true", help="do not keep a judgment cache")
+
+
+def _check_backend_args(a) -> None:
+    if a.backend == "openai":
+        require(bool(a.base_url), "--backend openai needs --base-url (e.g. http://127.0.0.1:8000)")
+        require(
+            a.base_url.startswith(("http://", "https://")),
+            f"--base-url must start with http:// or https://, got {a.base_url!r}",
+        )
+    else:
+        require(
+            a.base_url is None, f"--base-url is only used with --backend openai (got --backend {a.backend})"
+        )
+    if a.backend == "hf":
+        require(
+            Path(a.model).is_dir(), f"--model {a.model!r}: not a local model folder (needed by --backend hf)"
+        )
+    if a.api_key_env is not None:
+        require(
+            bool(os.environ.get(a.api_key_env)),
+            f"--api-key-env {a.api_key_env}: that environment variable is not set or empty",
+        )
+
+
+def _tokenizer(a):
+    if a.max_model_len is None:
+        return None
+    folder = a.tokenizer or (Path(a.model) if Path(a.model).is_dir() else None)
+    require(
+        folder is not None,
+        "--max-model-len needs a local tokenizer to count prompt tokens: pass --tokenizer DIR",
+    )
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--tokenizer {str(folder)!r}: cannot load a tokenizer ({e})") from None
+
+
+def _count_tokens(tok, prompt: str, chat: bool) -> int:
+    if chat and getattr(tok, "chat_template", None):
+        ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+    return len(tok(prompt)["input_ids"])
+
+
+def _check_length(a, tok, where: str, prompt: str) -> None:
+    n = _count_tokens(tok, prompt, a.chat)
+    if n + a.max_tokens > a.max_model_len:
+        raise UserError(
+            f"{where}: prompt of {n} tokens + --max-tokens {a.max_tokens} does not fit --max-model-len "
+            f"{a.max_model_len}"
+        )
+
+
+def _generator(a, cache_path):
+    from .backends.factory import make_generator
+    from .backends.requests import RequestPlanner
+
+    api_key = os.environ[a.api_key_env] if a.api_key_env else "EMPTY"
+    try:
+        gen = make_generator(
+            a.backend,
+            a.model,
+            base_url=a.base_url,
+            batch_size=a.batch_size,
+            concurrency=a.concurrency,
+            timeout=a.timeout,
+            chat=a.chat,
+            api_key=api_key,
+            max_retries=a.max_retries,
+            abort_after=a.abort_after,
+        )
+    except (ImportError, ValueError, OSError) as e:
+        raise UserError(f"cannot start the {a.backend} backend: {e}") from None
+    return RequestPlanner(gen, a.model, run_seed=a.seed, cache_path=cache_path)
+
+
+def _cache_path(a):
+    if a.no_cache:
+        return None
+    if a.cache:
+        check_out_file(a.cache, what="--cache")
+        return a.cache
+    return None if a.out == "-" else a.out + ".cache.jsonl"
+
+
+def _summary(
+    kind: str, n_total: int, n_done_before: int, written: int, failed: list[str], aborted: str | None
+):
+    head = f"{kind}: {n_done_before + written}/{n_total} problems in the output ({written} new"
+    head += f", {n_done_before} from --resume)" if n_done_before else ")"
+    if failed or aborted:
+        why = aborted or failed[0]
+        extra = f"; {len(failed)} problem(s) failed" if failed else ""
+        print(f"{PROG}: error: {head}{extra}; {why[:300]}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(head, file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
 
 
 def cmd_simulate(a) -> int:
@@ -79,16 +356,13 @@ def cmd_simulate(a) -> int:
 
     from .simulation import default_methods, run_study
 
-    budgets = [float(b) if "." in b else int(b) for b in a.budgets.split(",")]
-    specs = default_methods(tuple(budgets))
+    if a.json:
+        check_out_file(a.json, what="--json")
+    specs = default_methods(tuple(a.budgets))
     if a.methods:
-        want = set(a.methods.split(","))
+        want = set(a.methods)
         specs = [s for s in specs if s.method in want]
-        if not specs:
-            raise SystemExit(
-                f"--methods matched nothing; available: {sorted({s.method for s in default_methods()})}"
-            )
-    regime = a.regime if a.regime == "beta" else float(a.regime)
+    regime = a.regime
     judge = {
         "position_bias": a.pos_bias,
         "noise": a.noise,
@@ -111,89 +385,155 @@ def cmd_simulate(a) -> int:
     ]
     print(markdown_table(rows, cols))
     if a.json:
-        Path(a.json).write_text(json.dumps(rows, indent=1))
+        from paperworks_shared.files import atomic_write_json
+
+        atomic_write_json(a.json, rows)
     return 0
 
 
 def cmd_select(a) -> int:
+    from .baselines import make_selector
     from .config import TournamentConfig
-    from .driver import V1Infer
+    from .driver import run_selectors
+    from .errors import BackendUnavailable
     from .judges.llm import LLMPairwiseJudge, LLMPointwiseJudge
-    from .types import Candidate
+    from .prompts import render_pairwise, render_pointwise
 
+    _check_backend_args(a)
     rows = _read_jsonl(a.input)
-    problems, cand_lists = [], []
-    for k, r in enumerate(rows):
-        if "problem" not in r or "candidates" not in r:
-            raise SystemExit(f"{a.input} line {k + 1}: needs 'problem' and 'candidates' fields")
-        problems.append(str(r["problem"]))
-        cand_lists.append(
-            [
-                Candidate(c) if isinstance(c, str) else Candidate(c["text"], c.get("meta", {}))
-                for c in r["candidates"]
-            ]
-        )
-    gen = _generator(a)
+    parsed = [(k, _problem(a.input, k, r), _candidates(a.input, k, r), r) for k, r in rows]
+    out = _Output(a.out, a.resume)
+    out.check_matches(rows)
+    tok = _tokenizer(a)
+    if tok is not None:
+        for k, prob, cs, _ in parsed:
+            longest = sorted(cs, key=lambda c: len(c.text), reverse=True)
+            if a.method == "pointwise":
+                prompt = render_pointwise(prob, longest[0].text, a.task)
+            elif len(cs) >= 2:
+                prompt = render_pairwise(prob, longest[0].text, longest[1].text, a.task)
+            else:
+                continue
+            _check_length(a, tok, f"{a.input}:{k}", prompt)
+    todo = [t for t in parsed if t[0] not in out.done]
     cfg = TournamentConfig(
         budget_multiplier=a.budget,
         position=a.position,
         on_parse_error=a.on_parse_error,
+        on_backend_error=a.on_backend_error,
+        abort_after=a.abort_after,
         min_degree=a.min_degree,
         window=a.window,
         tau=a.tau,
-        seed=a.seed,
+        seed=a.seed or 0,
     )
-    kw = dict(temperature=a.temperature, max_tokens=a.max_tokens, seed=a.seed)
+    gen = _generator(a, _cache_path(a))
+    kw = dict(temperature=a.temperature, max_tokens=a.max_tokens, seed=None)  # seeds: RequestPlanner
     judge = LLMPairwiseJudge(gen, a.task, **kw)
     pjudge = LLMPointwiseJudge(gen, a.task, **kw)
-    extra = {"k": a.k} if a.method == "knockout" else {}
+    extra: dict = {"k": a.k} if a.method == "knockout" else {}
     if a.method == "majority":
         from .graders.math import canonical_answer, extract_answer
 
-        for cs in cand_lists:
+        for _, _, cs, _ in todo:
             for c in cs:
                 c.meta.setdefault("answer", extract_answer(c.text))
         extra = {"answer_key": canonical_answer}
-    res = V1Infer(judge, cfg, point_judge=pjudge, method=a.method, **extra).rank_many(
-        problems, cand_lists, progress=True
-    )
-    out = []
-    for r, row, cs in zip(res, rows, cand_lists):
-        d = r.to_dict()
+    # problem at input line k always uses seed cfg.seed + k, so --resume replays the same schedule
+    selectors = [make_selector(a.method, cs, cfg, seed=cfg.seed + k, **extra) for k, _, cs, _ in todo]
+    failed: list[str] = []
+    written = 0
+
+    def on_done(p: int, res) -> None:
+        nonlocal written
+        k, prob, cs, row = todo[p]
+        if res.failed:
+            failed.append(f"{a.input}:{k}: {res.failed}")
+            return
+        d = res.to_dict()
         if not a.audit:
             d.pop("comparisons")
-        d["id"] = row.get("id")
-        d["problem"] = row["problem"]
-        d["best"] = cs[r.best_index].text if cs else None
-        out.append(d)
-    _write_jsonl(a.out, out)
+        d.update(line=k, id=row.get("id"), problem=prob, best=cs[res.order[0]].text if cs else None)
+        out.write(d)
+        written += 1
+
+    aborted = None
+    try:
+        run_selectors(
+            selectors,
+            [t[1] for t in todo],
+            [t[2] for t in todo],
+            judge,
+            pjudge,
+            progress=True,
+            on_done=on_done,
+            abort_after=a.abort_after,
+        )
+    except BackendUnavailable as e:
+        aborted = str(e)
     print(
-        f"ranked {len(out)} problems; parse-failure rate {judge.parse_failure_rate:.3f}; "
-        f"{sum(len(r.errors) for r in res)} backend errors",
+        f"{PROG} select: judge calls sent {gen.sent}, from cache {gen.hits}; backend errors "
+        f"{judge.backend_errors + pjudge.backend_errors}; parse failures {judge.parse_failures + pjudge.parse_failures}",
         file=sys.stderr,
     )
-    return 0
+    return _summary("select", len(parsed), len(parsed) - len(todo), written, failed, aborted)
 
 
 def cmd_generate(a) -> int:
     from .generation import sample_candidates
+    from .prompts import render_generation
 
+    _check_backend_args(a)
     rows = _read_jsonl(a.input)
-    if any("problem" not in r for r in rows):
-        raise SystemExit(f"every line of {a.input} needs a 'problem' field")
-    gen = _generator(a)
-    cands = sample_candidates(
-        gen,
-        [r["problem"] for r in rows],
-        task=a.task,
-        n=a.n,
-        temperature=a.temperature,
-        max_tokens=a.max_tokens,
-        seed=a.seed,
-    )
-    out = [{**r, "candidates": [{"text": c.text, "meta": c.meta} for c in cs]} for r, cs in zip(rows, cands)]
-    _write_jsonl(a.out, out)
-    return 0
+    parsed = [(k, _problem(a.input, k, r), r) for k, r in rows]
+    out = _Output(a.out, a.resume)
+    out.check_matches(rows)
+    tok = _tokenizer(a)
+    if tok is not None:
+        for k, prob, _ in parsed:
+            _check_length(a, tok, f"{a.input}:{k}", render_generation(prob, a.task))
+    todo = [t for t in parsed if t[0] not in out.done]
+    gen = _generator(a, _cache_path(a))
+    chunk = max(1, a.concurrency if a.backend == "openai" else a.batch_size)
+    failed: list[str] = []
+    written = dropped = 0
+    run = 0  # problems in a row whose every sample failed
+    aborted = None
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        cands = sample_candidates(
+            gen,
+            [t[1] for t in part],
+            task=a.task,
+            n=a.n,
+            temperature=a.temperature,
+            max_tokens=a.max_tokens,
+            seed=None,
+        )
+        for (k, _, row), cs in zip(part, cands):
+            bad = [c for c in cs if c.meta.get("error")]
+            run = run + 1 if len(bad) == len(cs) else 0
+            if bad and (a.on_backend_error == "fail" or len(bad) == len(cs)):
+                failed.append(
+                    f"{a.input}:{k}: {len(bad)}/{len(cs)} generations failed: {bad[0].meta['error']}"
+                )
+                continue
+            good = [c for c in cs if not c.meta.get("error")]
+            dropped += len(bad)
+            rec = {**row, "line": k, "candidates": [{"text": c.text, "meta": c.meta} for c in good]}
+            if bad:
+                rec["dropped_failed_generations"] = len(bad)
+            out.write(rec)
+            written += 1
+        if a.abort_after and run >= a.abort_after:
+            aborted = f"stopped after {run} problems in a row whose every generation failed (server down?)"
+            break
+    if dropped:
+        print(
+            f"{PROG} generate: dropped {dropped} failed generations (--on-backend-error skip)",
+            file=sys.stderr,
+        )
+    return _summary("generate", len(parsed), len(parsed) - len(todo), written, failed, aborted)
 
 
 def cmd_bench(a) -> int:
@@ -201,6 +541,7 @@ def cmd_bench(a) -> int:
 
     from .bench import run
 
+    check_out_dir(a.results, what="--results")
     ctx = BenchContext("v1-infer", a.scale, a.results)
     run(ctx)
     write_report(a.results, scale=a.scale)
@@ -228,69 +569,110 @@ _PAIRRL_FLAGS = {  # argparse dest -> RunConfig field (only flags given explicit
 def cmd_pairrl(a) -> int:
     from paperworks_shared.bench import markdown_table
 
-    from .pairrl.runner import RunConfig, load_config, run_study, summarize
+    from .pairrl.runner import RunConfig, load_config, run_study, study_record, summarize
 
-    data = load_config(a.config) if a.config else {}
+    for flag in ("json", "png"):
+        if getattr(a, flag):
+            check_out_file(getattr(a, flag), what=f"--{flag}")
+    try:
+        data = load_config(a.config) if a.config else {}
+    except (ValueError, OSError) as e:
+        raise UserError(f"--config {a.config}: {e}") from None
     for dest, key in _PAIRRL_FLAGS.items():
         v = getattr(a, dest)
         if v is not None:
             data[key] = v
-    if isinstance(data.get("modes"), str):
-        data["modes"] = tuple(m.strip() for m in data["modes"].split(",") if m.strip())
-    if isinstance(data.get("seeds"), str):
-        data["seeds"] = tuple(int(x) for x in data["seeds"].split(",") if x.strip())
     try:
         cfg = RunConfig(**data)
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"pairrl: {e}") from e
+        raise UserError(f"pairrl: {e}") from None
+    if cfg.out:
+        check_out_dir(cfg.out, what="--out")
     rows, extra = run_study(cfg, progress=True)
     print(markdown_table(rows))
     if len(cfg.seeds) > 1:
         print(markdown_table(summarize(rows)))
     for seed, info in extra["sft"].items():
-        print(f"seed {seed}: SFT loss {info['sft_loss_first']:.3f} -> {info['sft_loss_last']:.3f}")
+        first, last = info.get("sft_loss_first"), info.get("sft_loss_last")
+        if first is not None and last is not None:
+            print(f"seed {seed}: SFT loss {first:.3f} -> {last:.3f}")
     if a.json:
-        Path(a.json).write_text(
-            json.dumps(
-                {"config": vars(cfg), "rows": rows, "summary": summarize(rows), **extra},
-                indent=1,
-                default=str,
-            )
-        )
+        from paperworks_shared.files import atomic_write_text
+
+        rec = study_record(cfg, rows, extra, experiment=Path(a.json).stem)
+        atomic_write_text(a.json, rec.to_json() + "\n")
     if a.png:
+        from paperworks_shared.files import atomic_path
+
         from .pairrl.runner import plot_summary
 
-        plot_summary(summarize(rows)).savefig(a.png, dpi=110, bbox_inches="tight")
+        with atomic_path(a.png) as tmp:
+            plot_summary(summarize(rows)).savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# parser
+
+
+def _budget_list(text: str) -> list:
+    """Comma-separated positive budget multipliers; integers stay int (pointwise repeats need them)."""
+    out = []
+    for part in [p.strip() for p in text.split(",") if p.strip()] or [""]:
+        v = positive_float(part)
+        out.append(int(v) if "." not in part and float(v).is_integer() else v)
+    return out
+
+
+def _regime(text: str):
+    return "beta" if text == "beta" else probability(text)
+
+
+def _seed_list(text: str) -> list[int]:
+    return list_of(nonneg_int)(text)
+
+
+def _mode_list(text: str) -> list[str]:
+    return list_of(choice_of(("pair", "point", "rl")))(text)
+
+
+_regime.__name__ = "'beta' or a success rate in [0, 1]"
+_budget_list.__name__ = "comma-separated positive budgets"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="v1-infer",
+        prog=PROG,
         description="V1-Infer: pick the best of N sampled solutions with a budgeted pairwise self-verification "
         "tournament (arXiv 2603.04304).",
     )
+    add_debug_flag(p)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("simulate", help="method x budget table with a simulated judge (no model needed)")
-    s.add_argument("--n", type=int, default=16, help="candidates per problem")
-    s.add_argument("--budgets", default="1,2,3", help="budget multipliers, comma-separated")
-    s.add_argument("--problems", type=int, default=600, help="number of mixed problems")
+    s.add_argument("--n", type=int_at_least(2), default=16, help="candidates per problem")
     s.add_argument(
-        "--regime", default="beta", help="'beta' (p ~ Beta(0.8,0.8)) or a fixed success rate like 0.3"
+        "--budgets", type=_budget_list, default=[1, 2, 3], help="budget multipliers, comma-separated"
+    )
+    s.add_argument("--problems", type=positive_int, default=600, help="number of mixed problems")
+    s.add_argument(
+        "--regime",
+        type=_regime,
+        default="beta",
+        help="'beta' (p ~ Beta(0.8,0.8)) or a fixed success rate like 0.3",
     )
     s.add_argument(
         "--methods",
-        default="",
-        help="comma-separated subset of: v1,random_pairing,bradley_terry,"
-        "knockout,round_robin,pointwise,majority,random_pick",
+        type=list_of(choice_of(METHODS)),
+        default=None,
+        help="comma-separated subset of: " + ",".join(METHODS),
     )
-    s.add_argument("--pos-bias", type=float, default=0.0, help="slot-A bias of the judge (latent units)")
-    s.add_argument("--noise", type=float, default=0.6, help="per-item judge noise")
-    s.add_argument("--calibration", type=float, default=1.0, help="per-call calibration offset sd")
-    s.add_argument("--parse-failure-rate", type=float, default=0.0)
-    s.add_argument("--wrong-answers", choices=["clustered", "dispersed"], default="clustered")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--pos-bias", type=float_range(-10.0, 10.0), default=0.0, help="slot-A bias of the judge")
+    s.add_argument("--noise", type=nonneg_float, default=0.6, help="per-item judge noise")
+    s.add_argument("--calibration", type=nonneg_float, default=1.0, help="per-call calibration offset sd")
+    s.add_argument("--parse-failure-rate", type=probability, default=0.0)
+    s.add_argument("--wrong-answers", type=choice_of(("clustered", "dispersed")), default="clustered")
+    s.add_argument("--seed", type=nonneg_int, default=0)
     s.add_argument("--json", help="also write the rows as JSON here")
     s.set_defaults(fn=cmd_simulate)
 
@@ -298,32 +680,30 @@ def build_parser() -> argparse.ArgumentParser:
         "select", help="rank candidates from a JSONL file with an LLM judge and write ranked JSONL"
     )
     s.add_argument(
-        "--input", required=True, help="JSONL: {'problem': str, 'candidates': [str | {'text': ...}], 'id'?}"
+        "--input",
+        type=existing_file,
+        required=True,
+        help="JSONL: {'problem': str, 'candidates': [str | {'text': ...}], 'id'?}",
     )
-    s.add_argument("--out", default="-", help="output JSONL ('-' = stdout)")
-    s.add_argument("--task", choices=["math", "code"], default="math")
-    s.add_argument(
-        "--method",
-        default="v1",
-        help="v1 (default) or a baseline: random_pairing, bradley_terry, "
-        "knockout, round_robin, pointwise, majority, random_pick",
-    )
-    s.add_argument("--budget", type=float, default=2.0, help="verifier calls = max(N, budget x N)")
-    s.add_argument("--position", choices=["fixed", "random", "both"], default="fixed")
-    s.add_argument("--on-parse-error", choices=["tie", "skip", "retry"], default="tie")
-    s.add_argument("--min-degree", type=int, default=2)
-    s.add_argument("--window", type=int, default=8)
-    s.add_argument("--tau", type=float, default=0.1)
-    s.add_argument("--k", type=int, default=3, help="votes per match for --method knockout")
+    s.add_argument("--out", default="-", help="output JSONL, one line per finished problem ('-' = stdout)")
+    s.add_argument("--task", type=choice_of(("math", "code")), default="math")
+    s.add_argument("--method", type=choice_of(METHODS), default="v1", help="v1 (default) or a baseline")
+    s.add_argument("--budget", type=positive_float, default=2.0, help="verifier calls = max(N, budget x N)")
+    s.add_argument("--position", type=choice_of(("fixed", "random", "both")), default="fixed")
+    s.add_argument("--on-parse-error", type=choice_of(("tie", "skip", "retry")), default="tie")
+    s.add_argument("--min-degree", type=nonneg_int, default=2)
+    s.add_argument("--window", type=positive_int, default=8)
+    s.add_argument("--tau", type=probability, default=0.1)
+    s.add_argument("--k", type=positive_int, default=3, help="votes per match for --method knockout")
     s.add_argument("--audit", action="store_true", help="include every judge call in the output")
     _add_backend(s)
     s.set_defaults(fn=cmd_select)
 
     s = sub.add_parser("generate", help="sample N candidates per problem from a backend")
-    s.add_argument("--input", required=True, help="JSONL with a 'problem' field per line")
+    s.add_argument("--input", type=existing_file, required=True, help="JSONL with a 'problem' field per line")
     s.add_argument("--out", default="-", help="output JSONL with 'candidates' added ('-' = stdout)")
-    s.add_argument("--task", choices=["math", "code"], default="math")
-    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--task", type=choice_of(("math", "code")), default="math")
+    s.add_argument("--n", type=positive_int, default=16)
     _add_backend(s)
     s.set_defaults(fn=cmd_generate)
 
@@ -334,40 +714,58 @@ def build_parser() -> argparse.ArgumentParser:
         "with the torch reference trainer or the TRL GRPOTrainer subclass, and report Pass@1, pairwise "
         "verifier accuracy and V1-Infer selection accuracy. Flags override the --config file.",
     )
-    s.add_argument("--config", help="TOML or YAML file with RunConfig keys (see packages/v1-infer/configs/)")
     s.add_argument(
-        "--backend", choices=["torch", "trl"], default=None, help="reference trainer or TRL (default torch)"
+        "--config",
+        type=existing_file,
+        help="TOML or YAML file with RunConfig keys (see packages/v1-infer/configs/)",
     )
-    s.add_argument("--modes", default=None, help="comma-separated subset of pair,point,rl")
-    s.add_argument("--seeds", default=None, help="comma-separated seeds (default 0)")
-    s.add_argument("--sft-steps", type=int, default=None, help="warm-start SFT steps")
-    s.add_argument("--steps", type=int, default=None, help="RL steps per mode")
-    s.add_argument("--problems-per-step", type=int, default=None)
-    s.add_argument("--lam", type=float, default=None, help="λ, weight of the verifier objective")
-    s.add_argument("--lr", type=float, default=None, help="RL learning rate")
-    s.add_argument("--eval-problems", type=int, default=None)
-    s.add_argument("--budget", type=float, default=None, help="V1-Infer budget multiplier at evaluation")
+    s.add_argument(
+        "--backend", type=choice_of(("torch", "trl")), default=None, help="reference trainer or TRL"
+    )
+    s.add_argument("--modes", type=_mode_list, default=None, help="comma-separated subset of pair,point,rl")
+    s.add_argument("--seeds", type=_seed_list, default=None, help="comma-separated seeds (default 0)")
+    s.add_argument("--sft-steps", type=positive_int, default=None, help="warm-start SFT steps")
+    s.add_argument("--steps", type=positive_int, default=None, help="RL steps per mode")
+    s.add_argument("--problems-per-step", type=positive_int, default=None)
+    s.add_argument("--lam", type=nonneg_float, default=None, help="λ, weight of the verifier objective")
+    s.add_argument("--lr", type=positive_float, default=None, help="RL learning rate")
+    s.add_argument("--eval-problems", type=positive_int, default=None)
+    s.add_argument(
+        "--budget", type=positive_float, default=None, help="V1-Infer budget multiplier at evaluation"
+    )
     s.add_argument("--out", default=None, help="folder for checkpoints, final models and metrics.jsonl")
-    s.add_argument("--save-every", type=int, default=None, help="checkpoint every N RL steps (needs --out)")
+    s.add_argument(
+        "--save-every", type=positive_int, default=None, help="checkpoint every N RL steps (needs --out)"
+    )
     s.add_argument(
         "--resume", action="store_true", default=None, help="continue from the latest checkpoints in --out"
     )
-    s.add_argument("--json", help="write config, rows, summary and per-step logs here")
+    s.add_argument("--json", help="write config, rows, summary and per-step logs here (strict JSON record)")
     s.add_argument("--png", help="write a bar chart of the summary (mean ± sd over seeds) here")
     s.set_defaults(fn=cmd_pairrl)
 
     s = sub.add_parser(
         "bench", help="run this package's benchmark (simulation study + tiny-model end to end)"
     )
-    s.add_argument("--scale", choices=["smoke", "cpu", "gpu"], default="smoke")
+    s.add_argument("--scale", type=choice_of(("smoke", "cpu", "gpu")), default="smoke")
     s.add_argument("--results", default="benchmarks/results")
     s.set_defaults(fn=cmd_bench)
     return p
 
 
-def main(argv=None) -> int:
+def int_at_least(lo: int):
+    from paperworks_shared.cli import int_range
+
+    return int_range(lo)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return args.fn(args)
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

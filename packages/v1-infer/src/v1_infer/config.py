@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 POSITION_MODES = ("fixed", "random", "both")
 PARSE_ERROR_MODES = ("tie", "skip", "retry")
+BACKEND_ERROR_MODES = ("fail", "skip")
 SWISS_KEYS = ("unseen_first", "gap_first")
 TIEBREAKS = ("avg_rating", "index", "random")
 SIGNS = ("appendix", "main_text")
@@ -26,6 +27,12 @@ class TournamentConfig:
     - ``on_parse_error``: "tie" (code behaviour: missing ratings become 5/5, weight tau, budget spent),
       "skip" (budget spent, scores untouched), "retry" (re-ask the pair next round, up to
       ``max_retries`` times, each retry a counted call; then a tie).
+    - ``on_backend_error``: what a *backend* error means (connect error, HTTP 4xx/5xx after retries,
+      timeout, context overflow; counted apart from parse failures and never scored): "fail" (default:
+      the problem is marked failed and has no winner) or "skip" (the pair stays unjudged; the result
+      says on how many judged pairs the ranking rests, ``pairs_judged`` / ``pairs_unjudged``).
+    - ``abort_after``: the drivers stop the whole run (`BackendUnavailable`) after this many consecutive
+      failed judge calls with no success in between (0 = never).
     - ``swiss_key``: "unseen_first" (the code's partner key: unseen, |µ gap|, pair count) or
       "gap_first" (the paper's Alg. 4 key: |µ gap|, seen, index).
     - ``final_tiebreak``: "avg_rating" (code: sort by -µ then -average rating), "index" or "random".
@@ -41,6 +48,8 @@ class TournamentConfig:
     swiss_key: str = "unseen_first"
     position: str = "fixed"
     on_parse_error: str = "tie"
+    on_backend_error: str = "fail"
+    abort_after: int = 8
     max_retries: int = 1
     final_tiebreak: str = "avg_rating"
     weighted: bool = True
@@ -59,8 +68,11 @@ class TournamentConfig:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.abort_after < 0:
+            raise ValueError(f"abort_after must be >= 0, got {self.abort_after}")
         for name, val, allowed in (
             ("position", self.position, POSITION_MODES),
+            ("on_backend_error", self.on_backend_error, BACKEND_ERROR_MODES),
             ("on_parse_error", self.on_parse_error, PARSE_ERROR_MODES),
             ("swiss_key", self.swiss_key, SWISS_KEYS),
             ("final_tiebreak", self.final_tiebreak, TIEBREAKS),

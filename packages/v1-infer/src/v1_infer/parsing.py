@@ -45,6 +45,18 @@ def strip_thinking(text: str, strict: bool = True) -> str:
     return text
 
 
+MAX_RATING_DIGITS = 4  # "10" needs 2; anything past 4 digits is not a rating (and int() of a 5,000-digit
+# string raises in Python >= 3.11, which must fail one call, never the whole batch)
+
+
+def _rating(text: str) -> int | None:
+    """The integer of a matched tag, or None when it has too many digits to be a rating."""
+    digits = text.lstrip("+-")
+    if len(digits) > MAX_RATING_DIGITS:
+        return None
+    return clamp_rating(int(text))
+
+
 def clamp_rating(r: int) -> int:
     """Clamp to the 1..10 scale (0 -> 1, 11 -> 10), as the code's `_sanitize_pairwise_outcome`."""
     return int(min(max(r, 1), 10))
@@ -62,7 +74,10 @@ def parse_pairwise(text: str) -> ParsedPair:
     if not a or not b:
         missing = [n for n, v in (("rating_A", a), ("rating_B", b)) if not v]
         return ParsedPair(None, None, False, f"missing integer tag(s): {', '.join(missing)}")
-    return ParsedPair(clamp_rating(int(a[-1])), clamp_rating(int(b[-1])), True)
+    ra, rb = _rating(a[-1]), _rating(b[-1])
+    if ra is None or rb is None:
+        return ParsedPair(None, None, False, f"absurd rating (more than {MAX_RATING_DIGITS} digits)")
+    return ParsedPair(ra, rb, True)
 
 
 def parse_pointwise(text: str) -> ParsedPoint:
@@ -75,7 +90,10 @@ def parse_pointwise(text: str) -> ParsedPoint:
     r = _TAG.findall(tail)
     if not r:
         return ParsedPoint(None, False, "missing integer tag: rating")
-    return ParsedPoint(clamp_rating(int(r[-1])), True)
+    rating = _rating(r[-1])
+    if rating is None:
+        return ParsedPoint(None, False, f"absurd rating (more than {MAX_RATING_DIGITS} digits)")
+    return ParsedPoint(rating, True)
 
 
 def extract_code(text: str) -> str | None:

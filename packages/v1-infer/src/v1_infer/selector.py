@@ -41,6 +41,10 @@ class Selector(ABC):
         self.input_tokens = 0
         self.output_tokens = 0
         self.parse_failures = 0
+        self.backend_errors = 0
+        self.pairs_judged = 0  # logical pairs (or pointwise ratings) that entered the scores
+        self.pairs_unjudged = 0  # dropped because of a backend error (on_backend_error="skip")
+        self.failed: str | None = None  # set when a backend error failed the problem
         self.errors: list[str] = []
         self.log: list[Comparison] = []
 
@@ -80,8 +84,18 @@ class Selector(ABC):
             parse_failures=self.parse_failures,
             errors=list(self.errors),
             comparisons=list(self.log),
+            backend_errors=self.backend_errors,
+            pairs_judged=self.pairs_judged,
+            pairs_unjudged=self.pairs_unjudged,
+            failed=self.failed,
             **kw,
         )
+
+    def _backend_failure(self, what: str, err: str, policy: str) -> None:
+        """Record a backend error for one logical pair / rating under ``policy`` ("fail" or "skip")."""
+        self.pairs_unjudged += 1
+        if policy == "fail" and self.failed is None:
+            self.failed = f"backend error on {what}: {err}"
 
 
 class PairwiseSelector(Selector):
@@ -138,7 +152,7 @@ class PairwiseSelector(Selector):
         return [(i, j), (j, i)]
 
     def propose(self) -> list[Request]:
-        if self._finished or self.n < 2:
+        if self._finished or self.n < 2 or self.failed:
             return []
         if self._retry:
             batch = self._retry[: self.remaining_pairs]
@@ -162,12 +176,18 @@ class PairwiseSelector(Selector):
         combined: list[tuple[float, float] | None] = []
         for (i, j), calls, attempts in zip(self._pending, self._slots, self._retry_attempts):
             per_call: list[tuple[float, float]] = []
+            backend: list[str] = []
             for a, b in calls:
                 o = outcomes[k]
                 k += 1
-                ok = bool(o.parsed and o.error is None and o.rating_a is not None and o.rating_b is not None)
-                if not ok:
-                    self.parse_failures += 1
+                if o.error is not None:  # the call itself failed: a backend error, never a parse failure
+                    self.backend_errors += 1
+                    backend.append(str(o.error))
+                    ok = False
+                else:
+                    ok = bool(o.parsed and o.rating_a is not None and o.rating_b is not None)
+                    if not ok:
+                        self.parse_failures += 1
                 r_a, r_b = (float(o.rating_a), float(o.rating_b)) if ok else (None, None)
                 ri, rj = (r_a, r_b) if a == i else (r_b, r_a)
                 self.log.append(
@@ -178,7 +198,7 @@ class PairwiseSelector(Selector):
                         r_a,
                         r_b,
                         ok,
-                        "rating" if ok else "",
+                        "rating" if ok else ("backend_error" if o.error is not None else ""),
                         o.input_tokens,
                         o.output_tokens,
                         o.error,
@@ -187,18 +207,28 @@ class PairwiseSelector(Selector):
                 if ok:
                     per_call.append((ri, rj))
             n_calls = len(calls)
-            if per_call:
-                ri = sum(p[0] for p in per_call) / len(per_call)
-                rj = sum(p[1] for p in per_call) / len(per_call)
-                if len(per_call) == 2:
+            if len(per_call) == n_calls:  # every order of this pair was judged and parsed
+                ri = sum(p[0] for p in per_call) / n_calls
+                rj = sum(p[1] for p in per_call) / n_calls
+                if n_calls == 2:
                     w1 = (per_call[0][0] > per_call[0][1]) - (per_call[0][0] < per_call[0][1])
                     w2 = (per_call[1][0] > per_call[1][1]) - (per_call[1][0] < per_call[1][1])
                     if w1 != w2:  # the two orders disagree: position-driven verdict -> a tie (weight tau)
                         ri = rj = (ri + rj) / 2
                 self.stats.update(i, j, ri, rj)
+                self.pairs_judged += 1
                 combined.append((ri, rj))
                 continue
-            # every call for this pair failed: apply the parse-error policy (notes §6.7)
+            # position "both" with one order missing: the gate cannot be checked, so the single verdict
+            # is never scored at full weight; the pair is handled like a failed pair below
+            for c in self.log[-n_calls:]:
+                if c.used == "rating":
+                    c.used = "incomplete"
+            if backend:  # a backend error: never a tie, never a slot win (on_backend_error policy)
+                self._backend_failure(f"pair ({i}, {j})", backend[0], self.config.on_backend_error)
+                combined.append(None)
+                continue
+            # parse failures only: apply the parse-error policy (notes §6.7)
             policy = self.config.on_parse_error
             if policy == "retry" and attempts < self.config.max_retries:
                 self._retry.append((i, j, attempts + 1))
@@ -209,10 +239,12 @@ class PairwiseSelector(Selector):
                 combined.append(None)
             else:
                 self.stats.update(i, j, TIE_RATING, TIE_RATING)
+                self.pairs_judged += 1
                 mark = "tie"
                 combined.append((TIE_RATING, TIE_RATING))
             for c in self.log[-n_calls:]:
-                c.used = mark
+                if c.used == "":
+                    c.used = mark
         self._after_round(self._pending, combined)
         self._pending, self._slots = [], []
 

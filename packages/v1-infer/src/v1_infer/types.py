@@ -85,7 +85,9 @@ class Comparison:
     """One entry of the audit log: a judge call, who sat in which slot, what came back, and how it was used.
 
     ``i``/``j`` are candidate indices in slot A/B. ``used`` says how the outcome entered the scores:
-    "rating" (parsed), "tie" (parse failure turned into a 5/5 tie), "skip" (dropped), "retry" (re-asked).
+    "rating" (parsed), "tie" (parse failure turned into a 5/5 tie), "skip" (dropped), "retry" (re-asked),
+    "backend_error" (the call itself failed: never scored), "incomplete" (a parsed call whose pair was not
+    scored because its other order failed, position "both").
     """
 
     round: int
@@ -120,10 +122,21 @@ class RankingResult:
     comparisons: list[Comparison] = field(default_factory=list)
     avg_rating: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    backend_errors: int = 0
+    pairs_judged: int = 0
+    pairs_unjudged: int = 0
+    failed: str | None = None
 
     @property
     def best_index(self) -> int:
-        """Index of the selected candidate (the top of ``order``)."""
+        """Index of the selected candidate (the top of ``order``).
+
+        Raises `ProblemFailed` when the problem failed (a backend error under ``on_backend_error="fail"``):
+        a failed problem has no winner, whatever ``order`` says."""
+        if self.failed:
+            from .errors import ProblemFailed
+
+            raise ProblemFailed(f"no selection: {self.failed}")
         if not self.order:
             raise ValueError("empty ranking: there were no candidates")
         return self.order[0]
@@ -133,5 +146,5 @@ class RankingResult:
         from dataclasses import asdict
 
         d = asdict(self)
-        d["best_index"] = self.order[0] if self.order else None
+        d["best_index"] = self.order[0] if self.order and not self.failed else None
         return d

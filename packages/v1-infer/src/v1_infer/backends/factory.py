@@ -13,6 +13,8 @@ def make_generator(
     timeout: float = 120.0,
     chat: bool = False,
     api_key: str = "EMPTY",
+    max_retries: int = 4,
+    abort_after: int = 8,
 ):
     """``hf``: a local transformers folder; ``vllm``: a model path/name for vLLM in-process;
     ``openai``: a model name served at ``base_url`` (vLLM / SGLang / any OpenAI-compatible server)."""
@@ -41,6 +43,13 @@ def make_generator(
         if not base_url:
             raise ValueError("the openai backend needs --base-url (e.g. http://127.0.0.1:8000)")
         return OpenAICompatGenerator(
-            base_url, model, chat=chat, concurrency=concurrency, timeout=timeout, api_key=api_key
+            base_url,
+            model,
+            chat=chat,
+            concurrency=concurrency,
+            timeout=timeout,
+            api_key=api_key,
+            max_retries=max_retries,
+            abort_after=abort_after,
         )
     raise ValueError(f"unknown backend {backend!r}; choose hf, vllm or openai")

@@ -3,7 +3,13 @@
 backoff (429, 5xx, timeouts, dropped connections and malformed JSON are retried; other 4xx are not).
 
 A request that still fails after ``max_retries`` yields `Generation` objects with ``error`` set, so no
-prompt is ever lost and callers can report per-problem errors.
+prompt is ever lost and callers can report per-problem errors. ``Retry-After`` (seconds) on 429/503 is
+honoured (capped at ``max_backoff``). After ``abort_after`` requests in a row failed for good, the
+server is presumed gone: requests not yet sent fail at once ("not sent") instead of each spending its
+full retry schedule. A 400 that says the prompt is too long is reported as a context overflow.
+
+``params`` may be one `SamplingParams` for every prompt or a list with one per prompt (distinct
+per-request seeds, see `backends.requests.RequestPlanner`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,30 @@ import httpx
 from .base import Generation, SamplingParams
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_OVERFLOW = ("maximum context length", "context length", "too long", "max_model_len", "max-model-len")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (numeric form; an HTTP date is ignored)."""
+    if not value:
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        return None
+    return v if v >= 0 and v == v else None
+
+
+def _is_overflow(status: int, text: str) -> bool:
+    low = text.lower()
+    return status == 400 and any(k in low for k in _OVERFLOW)
 
 
 class OpenAICompatGenerator:
     """``base_url`` like "http://127.0.0.1:8000" (a trailing "/v1" is accepted). ``chat=True`` uses the chat
     endpoint with the prompt as a single user message."""
+
+    accepts_param_list = True  # generate() takes one SamplingParams per prompt too
 
     def __init__(
         self,
@@ -35,6 +60,7 @@ class OpenAICompatGenerator:
         max_retries: int = 4,
         backoff: float = 0.5,
         max_backoff: float = 20.0,
+        abort_after: int = 8,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         if concurrency < 1:
@@ -51,7 +77,17 @@ class OpenAICompatGenerator:
         self.base_url, self.model, self.api_key, self.chat = base, model, api_key, chat
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.backoff, self.max_backoff, self.transport = backoff, max_backoff, transport
-        self.stats = {"requests": 0, "retries": 0, "failures": 0}
+        self.abort_after = int(abort_after)
+        self.stats = {"requests": 0, "retries": 0, "failures": 0, "not_sent": 0}
+        self._fail_run = 0  # requests in a row that failed for good
+        self._dead: str | None = None
+
+    def _final_failure(self, err: str, n: int) -> list[Generation]:
+        self.stats["failures"] += 1
+        self._fail_run += 1
+        if self.abort_after and self._fail_run >= self.abort_after and self._dead is None:
+            self._dead = f"server presumed down after {self._fail_run} failed requests in a row: {err}"
+        return [Generation("", error=err) for _ in range(n)]
 
     def _payload(self, prompt: str, params: SamplingParams) -> tuple[str, dict]:
         body = {
@@ -96,37 +132,35 @@ class OpenAICompatGenerator:
         for attempt in range(self.max_retries + 1):
             retry_after = None
             async with sem:
+                if self._dead is not None:
+                    self.stats["not_sent"] += 1
+                    return [Generation("", error=f"not sent: {self._dead}") for _ in range(params.n)]
                 self.stats["requests"] += 1
                 try:
                     resp = await client.post(path, json=body)
                     if resp.status_code == 200:
                         try:
-                            return self._parse(resp.json(), params)
+                            out = self._parse(resp.json(), params)
+                            self._fail_run = 0
+                            return out
                         except (ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
                             last = f"malformed response: {e}"
                     elif resp.status_code in RETRY_STATUS:
                         last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-                        ra = resp.headers.get("retry-after")
-                        if ra:
-                            try:
-                                retry_after = float(ra)
-                            except ValueError:
-                                retry_after = None
+                        retry_after = _retry_after(resp.headers.get("retry-after"))
                     else:
-                        self.stats["failures"] += 1
-                        err = f"HTTP {resp.status_code} (not retried): {resp.text[:200]}"
-                        return [Generation("", error=err) for _ in range(params.n)]
+                        text = resp.text[:300]
+                        kind = "context overflow" if _is_overflow(resp.status_code, text) else "not retried"
+                        return self._final_failure(f"HTTP {resp.status_code} ({kind}): {text}", params.n)
                 except (httpx.TimeoutException, httpx.TransportError) as e:
                     last = f"{type(e).__name__}: {e}"
-            if attempt < self.max_retries:
+            if attempt < self.max_retries and self._dead is None:
                 self.stats["retries"] += 1
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
                 if retry_after is not None:
                     delay = min(max(delay, retry_after), self.max_backoff)
                 await asyncio.sleep(delay)
-        self.stats["failures"] += 1
-        err = f"failed after {self.max_retries + 1} attempts: {last}"
-        return [Generation("", error=err) for _ in range(params.n)]
+        return self._final_failure(f"failed after {self.max_retries + 1} attempts: {last}", params.n)
 
     async def agenerate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
         sem = asyncio.Semaphore(self.concurrency)
@@ -139,7 +173,10 @@ class OpenAICompatGenerator:
             limits=limits,
             transport=self.transport,
         ) as client:
-            return list(await asyncio.gather(*(self._one(client, sem, p, params) for p in prompts)))
+            per = params if isinstance(params, (list, tuple)) else [params] * len(prompts)
+            if len(per) != len(prompts):
+                raise ValueError(f"{len(per)} SamplingParams for {len(prompts)} prompts")
+            return list(await asyncio.gather(*(self._one(client, sem, p, q) for p, q in zip(prompts, per))))
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[list[Generation]]:
         """Blocking wrapper (runs its own event loop; inside a running loop use `agenerate`)."""

@@ -8,9 +8,20 @@ counted in ``self.parse_failures``; the tournament's ``on_parse_error`` policy d
 from __future__ import annotations
 
 from ..backends.base import SamplingParams, TextGenerator
-from ..parsing import parse_pairwise, parse_pointwise
+from ..parsing import ParsedPair, ParsedPoint, parse_pairwise, parse_pointwise
 from ..prompts import TASKS, render_pairwise, render_pointwise
 from ..types import PairOutcome, PairQuery, PointOutcome, PointQuery
+
+
+def _safe(parse, text, kind):
+    """Parse one output; an unexpected exception fails this one call (a parse failure), not the batch."""
+    try:
+        return parse(text)
+    except Exception as e:  # noqa: BLE001 - one odd reply must never fail a whole cross-problem round
+        reason = f"unparseable output ({type(e).__name__})"
+        return (
+            ParsedPair(None, None, False, reason) if kind is ParsedPair else ParsedPoint(None, False, reason)
+        )
 
 
 class _LLMJudgeBase:
@@ -35,6 +46,7 @@ class _LLMJudgeBase:
         )
         self.calls = 0
         self.parse_failures = 0
+        self.backend_errors = 0  # failed calls (connect, HTTP, timeout, overflow): not parse failures
         self.failure_reasons: dict[str, int] = {}
 
     def _note_failure(self, reason: str) -> None:
@@ -43,7 +55,9 @@ class _LLMJudgeBase:
 
     @property
     def parse_failure_rate(self) -> float:
-        return self.parse_failures / self.calls if self.calls else 0.0
+        """Parse failures over the calls that returned text (backend errors are not in either count)."""
+        answered = self.calls - self.backend_errors
+        return self.parse_failures / answered if answered else 0.0
 
 
 class LLMPairwiseJudge(_LLMJudgeBase):
@@ -57,10 +71,10 @@ class LLMPairwiseJudge(_LLMJudgeBase):
             g = g[0]
             self.calls += 1
             if g.error:
-                self._note_failure("backend error")
+                self.backend_errors += 1
                 out.append(PairOutcome(None, None, False, "", g.prompt_tokens, g.completion_tokens, g.error))
                 continue
-            p = parse_pairwise(g.text)
+            p = _safe(parse_pairwise, g.text, ParsedPair)
             if not p.ok:
                 self._note_failure(p.reason)
             out.append(
@@ -80,10 +94,10 @@ class LLMPointwiseJudge(_LLMJudgeBase):
             g = g[0]
             self.calls += 1
             if g.error:
-                self._note_failure("backend error")
+                self.backend_errors += 1
                 out.append(PointOutcome(None, False, "", g.prompt_tokens, g.completion_tokens, g.error))
                 continue
-            p = parse_pointwise(g.text)
+            p = _safe(parse_pointwise, g.text, ParsedPoint)
             if not p.ok:
                 self._note_failure(p.reason)
             out.append(PointOutcome(p.rating, p.ok, g.text, g.prompt_tokens, g.completion_tokens))

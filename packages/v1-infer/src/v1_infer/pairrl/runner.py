@@ -112,15 +112,10 @@ def _latest_step(folder: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
-    """SFT warm start (cached under ``out/seed<S>/warm_start`` when ``out`` is set and ``resume``)."""
-    from paperworks_shared.cache import cache_dir, is_complete
-    from paperworks_shared.models import tiny_causal_lm
-    from paperworks_shared.train import save_trained
-
-    key = {
+def _warm_start_key(cfg: RunConfig, seed: int) -> dict:
+    return {
         "what": "v1-infer pairrl warm start",
-        "v": 2,  # v2: saved by save_trained (metrics.json)
+        "v": 3,  # v3: built through paperworks_shared.cache.get_or_build (private staging, atomic publish)
         "world": [world.MOD, world.pair_prompt((1, 2), "3", "4"), world.point_prompt((1, 2), "3")],
         "seed": seed,
         "model": cfg.model,
@@ -129,17 +124,11 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
             for k in ("sft_steps", "sft_lr", "seen_frac", "sft_solve_rate", "sft_judge_acc")
         },
     }
-    cached = cache_dir("v1-infer-pairrl", key) if cfg.cache_warm_start else None
-    if cached is not None and is_complete(cached):
-        info = json.loads((cached / "metrics.json").read_text())
-        return load_model(cached)[0], {**info, "cached": True}
-    folder = Path(cfg.out) / f"seed{seed}" / "warm_start" if cfg.out else None
-    if folder is not None and cfg.resume and (folder / "config.json").is_file():
-        return load_model(folder)[0], {
-            "sft_loss_first": float("nan"),
-            "sft_loss_last": float("nan"),
-            "cached": True,
-        }
+
+
+def _train_warm_start(cfg: RunConfig, seed: int, tok, progress: bool):
+    from paperworks_shared.models import tiny_causal_lm
+
     torch.manual_seed(seed)
     model = tiny_causal_lm("llama", seed=seed, **cfg.model)
     ex = world.sft_examples(
@@ -151,50 +140,131 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
     )
     curve = sft(model, tok, ex, cfg.sft_steps, lr=cfg.sft_lr, seed=seed, progress=progress)
     info = {"sft_loss_first": float(np.mean(curve[:10])), "sft_loss_last": float(np.mean(curve[-10:]))}
-    if folder is not None:
-        save_model(model, tok, folder)
-    if cached is not None:
-        save_trained(model, cached, info, key)
     return model, info
+
+
+def _save_model_dir(model, tok, folder: Path, files: dict | None = None) -> Path:
+    """Model + tokenizer (+ small JSON files) built in a private staging folder, renamed into place."""
+    from paperworks_shared.files import publish_dir, strict_json
+
+    def build(staging: Path) -> None:
+        save_model(model, tok, staging)
+        for name, obj in (files or {}).items():
+            (staging / name).write_text(strict_json(obj) + "\n")
+
+    return publish_dir(build, folder)
+
+
+def _read_metrics(folder: Path) -> dict:
+    p = folder / "metrics.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
+    """SFT warm start: from the shared cache (``cache_warm_start``, built once through
+    `paperworks_shared.cache.get_or_build`), from ``out/seed<S>/warm_start`` on ``resume``, or trained."""
+    from paperworks_shared.cache import get_or_build
+
+    if cfg.cache_warm_start:
+        built = {}
+
+        def build(staging: Path) -> None:
+            model, info = _train_warm_start(cfg, seed, tok, progress)
+            save_model(model, tok, staging)
+            (staging / "metrics.json").write_text(json.dumps(info, indent=1))
+            built["model"], built["info"] = model, info
+
+        path, was_cached = get_or_build("v1-infer-pairrl", _warm_start_key(cfg, seed), build)
+        if not was_cached:
+            return built["model"], {**built["info"], "cached": False}
+        return _load_model_checked(path), {**_read_metrics(path), "cached": True}
+    folder = Path(cfg.out) / f"seed{seed}" / "warm_start" if cfg.out else None
+    if folder is not None and cfg.resume and (folder / "config.json").is_file():
+        info = _read_metrics(folder)
+        return _load_model_checked(folder), {
+            "sft_loss_first": info.get("sft_loss_first"),  # None: not recorded by an older run
+            "sft_loss_last": info.get("sft_loss_last"),
+            "cached": True,
+        }
+    model, info = _train_warm_start(cfg, seed, tok, progress)
+    if folder is not None:
+        _save_model_dir(model, tok, folder, {"metrics.json": info})
+    return model, info
+
+
+def _load_model_checked(folder: Path):
+    try:
+        return load_model(folder)[0]
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot load the saved model in {folder}: {e}") from None
+
+
+def _load_trainer_state(path: Path) -> dict:
+    """``trainer_state.pt`` holds only tensors, numbers and lists (step + optimizer state dict), so it is
+    loaded with ``weights_only=True``: a crafted pickle in a user's --out folder cannot run code."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - corrupt / unsafe file: one clear error naming it
+        raise ValueError(f"cannot load checkpoint state {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
+        raise ValueError(f"{path} is not a v1-infer trainer state (needs 'step' and 'optimizer')")
+    return state
+
+
+def save_checkpoint(model, tok, opt, step: int, folder: Path) -> Path:
+    """``folder`` = model + tokenizer + ``trainer_state.pt`` (weights_only-safe), published atomically."""
+    from paperworks_shared.files import publish_dir
+
+    def build(staging: Path) -> None:
+        save_model(model, tok, staging)
+        torch.save({"step": int(step), "optimizer": opt.state_dict()}, staging / "trainer_state.pt")
+
+    return publish_dir(build, folder)
 
 
 def train_mode_torch(model, tok, cfg: RunConfig, mode: str, seed: int, progress: bool = False) -> list[dict]:
     """Reference trainer with jsonl metrics, checkpoints every ``save_every`` steps and resume."""
+    from paperworks_shared.files import append_jsonl
+
     pc = cfg.pairrl(mode, seed)
     folder = Path(cfg.out) / f"seed{seed}" / mode if cfg.out else None
     start, opt_state = 0, None
     if folder is not None and cfg.resume:
         last = _latest_step(folder)
         if last is not None:
-            state = torch.load(last / "trainer_state.pt", weights_only=False)
-            model.load_state_dict(load_model(last)[0].state_dict())
-            start, opt_state = state["step"] + 1, state["optimizer"]
-    metrics = None
+            state = _load_trainer_state(last / "trainer_state.pt")
+            model.load_state_dict(_load_model_checked(last).state_dict())
+            start, opt_state = int(state["step"]) + 1, state["optimizer"]
     if folder:
         folder.mkdir(parents=True, exist_ok=True)
-        metrics = open(folder / "metrics.jsonl", "a" if start else "w")
+        if not start and (folder / "metrics.jsonl").exists():
+            (folder / "metrics.jsonl").unlink()
 
     def callback(step, entry, opt):
-        if metrics:
-            metrics.write(json.dumps({"seed": seed, "mode": mode, **entry}) + "\n")
-            metrics.flush()
+        if folder:
+            append_jsonl(folder / "metrics.jsonl", _finite({"seed": seed, "mode": mode, **entry}))
         if folder and cfg.save_every and (step + 1) % cfg.save_every == 0:
-            save_model(model, tok, folder / f"step-{step + 1}")
-            torch.save(
-                {"step": step, "optimizer": opt.state_dict()},
-                folder / f"step-{step + 1}" / "trainer_state.pt",
-            )
+            save_checkpoint(model, tok, opt, step, folder / f"step-{step + 1}")
 
-    try:
-        log = train(
-            model, tok, pc, progress=progress, start_step=start, optimizer_state=opt_state, callback=callback
-        )
-    finally:
-        if metrics:
-            metrics.close()
+    log = train(
+        model, tok, pc, progress=progress, start_step=start, optimizer_state=opt_state, callback=callback
+    )
     if folder:
-        save_model(model, tok, folder / "final")
+        _save_model_dir(model, tok, folder / "final")
     return log
+
+
+def _finite(obj):
+    """NaN / inf -> None (JSON null) recursively: records stay strict JSON."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, (np.floating,)):
+        return _finite(float(obj))
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def train_mode_trl(model, tok, cfg: RunConfig, mode: str, seed: int, progress: bool = False) -> list[dict]:
@@ -244,14 +314,16 @@ def train_mode_trl(model, tok, cfg: RunConfig, mode: str, seed: int, progress: b
     log = [
         {"seed": seed, "mode": mode, **h} for h in trainer.state.log_history if "loss" in h or "reward" in h
     ]
+    from paperworks_shared.files import atomic_write_text, strict_json
+
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "metrics.jsonl", "w") as f:
-        for h in log:
-            f.write(json.dumps(h, default=float) + "\n")
-    save_model(trainer.model, tok, folder / "final")
-    for h in log:  # common names with the torch backend
-        h["gen_reward"] = h.get("rewards/solver_reward/mean", float("nan"))
-        h["verif_reward"] = h.get("pairrl/verif_reward", float("nan"))
+    for h in log:  # common names with the torch backend; None where the mode has no such reward
+        # (RL-only has no verifier objective, so its verif_reward is undefined: null, not NaN)
+        h["gen_reward"] = h.get("rewards/solver_reward/mean")
+        h["verif_reward"] = h.get("pairrl/verif_reward")
+    text = "".join(strict_json(_finite(h), indent=None, default=float) + "\n" for h in log)
+    atomic_write_text(folder / "metrics.jsonl", text)
+    _save_model_dir(trainer.model, tok, folder / "final")
     return log
 
 
@@ -289,6 +361,35 @@ def run_study(cfg: RunConfig, progress: bool = False) -> tuple[list[dict], dict]
             )
             extras["logs"][f"{mode}/seed{seed}"] = log
     return rows, extras
+
+
+NULLS_NOTE = (
+    "null = undefined, never measured as a number: verif_reward / train_verif_reward_last of the 'rl' "
+    "mode (RL-only has no verifier objective), and SFT losses of a warm start resumed from a folder "
+    "that did not record them"
+)
+
+
+def study_record(cfg: RunConfig, rows: list[dict], extra: dict, experiment: str = "pairrl_study"):
+    """The ``--json`` output as a `paperworks_shared.bench.Record` (commit, machine, time; strict JSON:
+    undefined values are null, ``metrics["nulls"]`` says why)."""
+    import re
+
+    from paperworks_shared.bench import Record
+
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", experiment) or "pairrl_study"
+    return Record(
+        package="v1-infer",
+        experiment=name,
+        scale="gpu" if torch.cuda.is_available() else "cpu",
+        rows=_finite(rows),
+        metrics=_finite(
+            {"summary": summarize(rows), "sft": extra.get("sft", {}), "logs": extra.get("logs", {})}
+        )
+        | {"nulls": NULLS_NOTE},
+        params=_finite(dataclasses.asdict(cfg)),
+        claim="PairRL vs PointRL vs RL-only on the small offline world (v1-infer pairrl)",
+    )
 
 
 def summarize(rows: list[dict]) -> list[dict]:
