@@ -2,15 +2,17 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from mast.annotate import load_annotations
 from mast.cli import build_parser, main
 
 
+def _summary(err: str) -> dict:
+    """The JSON summary line `mast annotate` prints on stderr."""
+    return next(json.loads(x) for x in reversed(err.splitlines()) if x.startswith("{"))
+
+
 def test_help_lists_subcommands(capsys):
-    with pytest.raises(SystemExit):
-        main(["--help"])
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for cmd in ("taxonomy", "validate", "normalize", "annotate", "agree", "report", "stub-server", "bench"):
         assert cmd in out
@@ -62,11 +64,16 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
         ]
         assert main(args) == 0
         err = capsys.readouterr().err
-        assert json.loads(err.strip().splitlines()[-1])["judge_calls"] == 2
+        assert _summary(err)["judge_calls"] == 2
         anns = load_annotations(out)
         assert [a.trace_id for a in anns] == ["0", "1"] and all(a.ok for a in anns)
-        assert main(args) == 0  # cached
-        assert json.loads(capsys.readouterr().err.strip().splitlines()[-1])["judge_calls"] == 0
+        assert main(args) == 2  # the output exists: refuse to clobber it
+        assert "--resume" in capsys.readouterr().err
+        assert main(args + ["--overwrite"]) == 0  # cached
+        assert _summary(capsys.readouterr().err)["judge_calls"] == 0
+        assert main(args + ["--resume"]) == 0  # nothing left to do
+        s = _summary(capsys.readouterr().err)
+        assert s["judge_calls"] == 0 and s["resumed"] == 2
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paperworks_shared.files import atomic_write_text
+
 from .budget import ON_OVERFLOW, TraceTooLongError, char_estimate, fit_trace
 from .cache import CompletionCache, cache_key
 from .judges.base import Completion, Judge, JudgeParams
@@ -66,8 +68,9 @@ class Annotation:
 
 
 def save_annotations(anns: Sequence[Annotation], path) -> Path:
+    """Write annotations as JSONL atomically (temp file + rename: never a half-written file)."""
     p = Path(path)
-    p.write_text("".join(json.dumps(a.to_dict(), ensure_ascii=False) + "\n" for a in anns), encoding="utf-8")
+    atomic_write_text(p, "".join(json.dumps(a.to_dict(), ensure_ascii=False) + "\n" for a in anns))
     return p
 
 
@@ -157,6 +160,9 @@ class Annotator:
         self.sanitize, self.redact, self.keep_fields = sanitize, redact_secrets, frozenset(keep_fields)
         self.progress = progress
         self.n_judge_calls = 0  # calls that went to the judge (cache misses)
+        # tokens of the calls that went to the judge in this Annotator's runs (cache hits cost nothing)
+        self.usage_sent = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        self.aborted: str | None = None
         self._raise_overflow = False
 
     # ------------------------------------------------------------------ helpers
@@ -198,10 +204,13 @@ class Annotator:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                return Completion(**hit), True
+                known = Completion.__dataclass_fields__
+                return Completion(**{k: v for k, v in hit.items() if k in known}), True
         async with sem:
             self.n_judge_calls += 1
             comp = await self.judge.complete(messages, params)
+        for k in self.usage_sent:
+            self.usage_sent[k] += int(comp.usage.get(k, 0) or 0)
         if self.cache is not None:
             self.cache.put(key, asdict(comp))
         return comp, False
@@ -300,27 +309,84 @@ class Annotator:
         return ann
 
     # ------------------------------------------------------------------ public API
-    async def aannotate(self, traces: Sequence[Trace], raise_on_overflow: bool = False) -> list[Annotation]:
-        """Annotate concurrently (at most `concurrency` judge calls in flight); output order = input order."""
+    async def aannotate(
+        self,
+        traces: Sequence[Trace],
+        raise_on_overflow: bool = False,
+        on_result: Callable[[Annotation], None] | None = None,
+        max_consecutive_failures: int = 0,
+    ) -> list[Annotation]:
+        """Annotate concurrently (at most `concurrency` judge calls in flight); output order = input order.
+
+        ``on_result(annotation)`` is called as each trace finishes (in completion order), e.g. to append
+        it to a JSONL file so that a crash or Ctrl-C loses nothing that was finished. With
+        ``max_consecutive_failures=k > 0``, k traces in a row failing with a judge error (server gone,
+        retries exhausted) abort the run: traces not finished by then are returned with
+        ``error="not attempted: ..."`` and are *not* passed to `on_result` (so a resume retries them);
+        `aborted` says why."""
         ids = [t.trace_id for t in traces]
         if len(set(ids)) != len(ids):
             raise ValueError("trace_ids must be unique within one annotate() call")
         self._raise_overflow = raise_on_overflow
+        self.aborted = None
         sem = asyncio.Semaphore(self.concurrency)
-        tasks = [asyncio.ensure_future(self._one(t, sem)) for t in traces]
+
+        async def indexed(i: int, t: Trace) -> tuple[int, Annotation]:
+            return i, await self._one(t, sem)
+
+        tasks = [asyncio.ensure_future(indexed(i, t)) for i, t in enumerate(traces)]
+        out: list[Annotation | None] = [None] * len(traces)
+        bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            for f in tqdm(asyncio.as_completed(tasks), total=len(tasks), desc="annotate"):
-                await f
-        return list(await asyncio.gather(*tasks))
+            bar = tqdm(total=len(tasks), desc="annotate")
+        failures = 0
+        try:
+            for f in asyncio.as_completed(tasks):
+                i, ann = await f
+                out[i] = ann
+                if on_result is not None:
+                    on_result(ann)
+                if bar is not None:
+                    bar.update(1)
+                failures = failures + 1 if (ann.error or "").startswith("JudgeError") else 0
+                if max_consecutive_failures and failures >= max_consecutive_failures:
+                    self.aborted = (
+                        f"aborted after {failures} traces in a row failed with a judge error "
+                        f"(last: {ann.error})"
+                    )
+                    break
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if bar is not None:
+                bar.close()
+        for i, t in enumerate(traces):
+            if out[i] is None:
+                out[i] = Annotation(
+                    trace_id=t.trace_id,
+                    labels={m: None for m in self.taxonomy.ids},
+                    mas_name=t.mas_name,
+                    llm_name=t.llm_name,
+                    benchmark=t.benchmark,
+                    error=f"not attempted: {self.aborted}",
+                )
+        return [a for a in out if a is not None]
 
-    def annotate(self, traces: Sequence[Trace], raise_on_overflow: bool = False) -> list[Annotation]:
+    def annotate(
+        self,
+        traces: Sequence[Trace],
+        raise_on_overflow: bool = False,
+        on_result: Callable[[Annotation], None] | None = None,
+        max_consecutive_failures: int = 0,
+    ) -> list[Annotation]:
         """Synchronous wrapper around `aannotate` (closes the judge's connections at the end)."""
 
         async def run():
             try:
-                return await self.aannotate(traces, raise_on_overflow)
+                return await self.aannotate(traces, raise_on_overflow, on_result, max_consecutive_failures)
             finally:
                 await self.judge.aclose()
 

@@ -1,11 +1,19 @@
-"""Content-addressed cache of judge completions (one JSON file per key; atomic writes)."""
+"""Content-addressed cache of judge completions (one JSON file per key).
+
+Writes go to a private temp file beside the target (``mkstemp``), are fsynced and renamed into place
+(`paperworks_shared.files.atomic_write_text`), so concurrent writers -- threads, processes, two
+annotate runs sharing one cache folder -- never share a temp name and a reader only ever sees a complete
+file. Both writers of one key write the same completion, so the last rename winning is harmless. A file
+that cannot be read as a completion (torn by a crash of an older version, edited by hand) is a miss.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from paperworks_shared.files import atomic_write_text
 
 
 def cache_key(**parts) -> str:
@@ -25,16 +33,13 @@ class CompletionCache:
 
     def get(self, key: str) -> dict | None:
         p = self._path(key)
-        if not p.exists():
-            return None
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None  # a torn file is a miss, not a crash
+            value = json.loads(p.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None  # absent or torn: a miss, not a crash
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            return None
+        return value
 
     def put(self, key: str, value: dict) -> None:
-        p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, p)
+        atomic_write_text(self._path(key), json.dumps(value, ensure_ascii=False))

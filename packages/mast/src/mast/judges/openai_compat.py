@@ -8,6 +8,7 @@ backoff and jitter, honouring ``Retry-After`` (notes §5.2.2). Concurrency is bo
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
@@ -16,6 +17,11 @@ import httpx
 from .base import Completion, JudgeError, JudgeParams
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
+
+
+class ResponseTooLargeError(JudgeError):
+    """The server sent more than ``max_response_bytes`` (a misconfigured or hostile endpoint)."""
 
 
 class OpenAICompatibleJudge:
@@ -24,6 +30,10 @@ class OpenAICompatibleJudge:
     ``structured_output=True`` sends ``response_format={"type":"json_schema",...}`` when the request
     carries a schema; if the server rejects it (HTTP 400 naming response_format), the judge turns it off
     and resends as plain text (recorded on the completion as ``structured=False``).
+
+    Response bodies are read in chunks and refused (`ResponseTooLargeError`, not retried) once they pass
+    ``max_response_bytes`` (default 8 MiB; a completion of 1k tokens is a few KiB), so a broken or
+    hostile endpoint cannot make the client buffer an unbounded body.
     """
 
     def __init__(
@@ -37,11 +47,15 @@ class OpenAICompatibleJudge:
         max_backoff_s: float = 30.0,
         structured_output: bool = True,
         max_connections: int = 256,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be >= 1")
+        self.max_response_bytes = int(max_response_bytes)
         self.base_url = base_url.rstrip("/")
         self.endpoint = self.base_url
         self.model = model
@@ -100,16 +114,20 @@ class OpenAICompatibleJudge:
             resp = None
             try:
                 self.n_requests += 1
-                resp = await self._get_client().post(url, json=body)
-                if resp.status_code == 400 and "response_format" in body and "response_format" in resp.text:
+                resp, raw = await self._post(url, body)
+                text_body = raw.decode("utf-8", errors="replace")
+                if resp.status_code == 400 and "response_format" in body and "response_format" in text_body:
                     self.supports_structured_output = False  # server cannot do it: fall back to text
                     continue
                 if resp.status_code in RETRY_STATUS:
-                    last_err = f"HTTP {resp.status_code}: {resp.text[:200]}"
+                    last_err = f"HTTP {resp.status_code}: {text_body[:200]}"
                 elif resp.status_code >= 400:
-                    raise JudgeError(f"{url} answered HTTP {resp.status_code}: {resp.text[:500]}")
+                    raise JudgeError(f"{url} answered HTTP {resp.status_code}: {text_body[:500]}")
                 else:
-                    data = resp.json()
+                    try:
+                        data = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                        raise JudgeError(f"{url}: response is not JSON ({e}): {text_body[:200]!r}") from e
                     try:
                         text = data["choices"][0]["message"]["content"] or ""
                     except (KeyError, IndexError, TypeError) as e:
@@ -137,6 +155,26 @@ class OpenAICompatibleJudge:
             self.n_retries += 1
             await asyncio.sleep(self._delay(attempt, resp))
             attempt += 1
+
+    async def _post(self, url: str, body: dict) -> tuple[httpx.Response, bytes]:
+        """POST and read the body in chunks, refusing more than `max_response_bytes`."""
+        limit = self.max_response_bytes
+        async with self._get_client().stream("POST", url, json=body) as resp:
+            declared = resp.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise ResponseTooLargeError(
+                    f"{url}: response body of {int(declared)} bytes exceeds the {limit}-byte limit "
+                    "(max_response_bytes / --max-response-bytes)"
+                )
+            buf = bytearray()
+            async for chunk in resp.aiter_bytes():
+                buf += chunk
+                if len(buf) > limit:
+                    raise ResponseTooLargeError(
+                        f"{url}: response body exceeds the {limit}-byte limit "
+                        "(max_response_bytes / --max-response-bytes); stopped reading"
+                    )
+            return resp, bytes(buf)
 
     async def aclose(self) -> None:
         if self._client is not None:
