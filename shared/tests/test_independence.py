@@ -27,15 +27,21 @@ def _uv() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "uv"]
 
 
+def _dist_name(member: Path) -> str:
+    return tomllib.loads((member / "pyproject.toml").read_text())["project"]["name"]
+
+
 def _run(cmd, **kw) -> tuple[int, str]:
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
     return res.returncode, f"$ {' '.join(map(str, cmd))}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
 
 
 def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) -> tuple[bool, str]:
-    meta = tomllib.loads((member / "pyproject.toml").read_text())["project"]
+    toml = tomllib.loads((member / "pyproject.toml").read_text())
+    meta = toml["project"]
     name = meta["name"]
-    module = meta["scripts"][name].split(":")[0].split(".")[0]
+    module = toml["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"][0].split("/")[-1]
+    script = next(iter(meta["scripts"]))
     shared_whl = next(wheel_dir.glob("paperworks_shared-*.whl"))
     pkg_whl = next(wheel_dir.glob(f"{name.replace('-', '_')}-*.whl"))
     venv = base / name
@@ -61,8 +67,20 @@ def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) 
             "-c",
             f"import {module}, importlib.metadata as m; assert m.version('{name}') == '{meta['version']}'",
         ],
-        [str(venv / "bin" / name), "--help"],
+        [str(venv / "bin" / script), "--help"],
     ]
+    if name == "paperworks-mast":  # issue 20: mast's core (taxonomy, parser, loaders, HTTP judge, agreement) without torch
+        steps.append(
+            [
+                str(py),
+                "-c",
+                "import importlib.util, sys\n"
+                "import mast, mast.taxonomy, mast.parse, mast.agreement, mast.annotate, mast.traces\n"
+                "from mast.judges import OpenAICompatibleJudge\n"
+                "assert importlib.util.find_spec('torch') is None, 'torch is installed'\n"
+                "assert 'torch' not in sys.modules",
+            ]
+        )
     log = []
     for cmd in steps:
         rc, out = _run(cmd, env=env, cwd=base)
@@ -70,7 +88,8 @@ def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) 
         if rc != 0:
             return False, "\n".join(log)
     rc, listed = _run([*_uv(), "pip", "list", "--python", str(py), "--format", "freeze"], env=env)
-    others = [m.name for m in MEMBERS if m.name != name and f"\n{m.name}==" in "\n" + listed.lower()]
+    names = [_dist_name(m) for m in MEMBERS]
+    others = [n for n in names if n != name and f"\n{n}==" in "\n" + listed.lower()]
     if others:
         return False, f"other paperworks packages were installed alongside {name}: {others}"
     return True, "\n".join(log)
