@@ -3,6 +3,9 @@
 They pre-screen traces and cross-check the judge; they are *heuristics* with stated rules, reported
 beside the judge, never merged into its labels:
 
+Units are turns (framework bookkeeping events such as step counters are skipped) or, for raw traces,
+non-banner lines.
+
 * FM-1.3 step repetition: the same speaker sends (near-)identical content >= `min_repeats` times, or a
   ``[previous line repeated Nx]`` marker with N >= `min_repeats` - 1 appears;
 * FM-2.1 conversation reset: after >= 2 turns, a turn re-issues the opening task/message verbatim;
@@ -40,10 +43,17 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+", "#", s.lower())).strip()
 
 
+# Decoration lines of raw logs ("---------- WebSurfer ----------", "=====", "#### Step ####"): structure,
+# not agent content; every normal run repeats them.
+_BANNER = re.compile(r"^\s*[-=*#~_<>|+]{3,}.*?[-=*#~_<>|+]{3,}\s*$|^\s*[-=*#~_<>|+]{3,}\s*$")
+
+
 def _units(trace: Trace) -> list[tuple[str, str]]:
+    """(speaker, content) units: the turns, minus framework bookkeeping events (``role="event"``: step
+    counters, tool-dispatch notices), or the non-banner lines of a raw trace."""
     if trace.turns:
-        return [(t.speaker, t.content) for t in trace.turns]
-    return [("", line) for line in trace.raw.split("\n") if line.strip()]
+        return [(t.speaker, t.content) for t in trace.turns if t.role != "event"]
+    return [("", line) for line in trace.raw.split("\n") if line.strip() and not _BANNER.match(line)]
 
 
 def step_repetition(trace: Trace, min_repeats: int = 3, min_chars: int = 20) -> Finding:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,21 +71,80 @@ def load_mad(path) -> list[Trace]:
     return out
 
 
+# Rounds whose codes are the published 14-mode MAST (all other rounds used drafts with 17-18 modes whose
+# codes mean something else: round 1's "2.2" is Step Repetition, v3's 2.2 is Fail to Ask for Clarification).
+MAST14_ROUNDS = frozenset({"generlazability", "generalizability", "generalisability", "generalization"})
+_HUMAN_CODE = re.compile(r"^\s*(?:FM[-_ ]?)?(?P<code>\d\.\d{1,2})\b[\s.:\-]*(?P<name>[^\n]*)", re.IGNORECASE)
+
+
+def _round_mode_to_v3(code: str, name: str, mast14: bool) -> tuple[str | None, str]:
+    """Map one entry of a round's own code table to a v3 ID: (v3 id or None, how it was mapped).
+
+    The *name* decides (codes are round-specific). Only the 14-mode rounds may fall back to the code when
+    the name is not a known v3/prompt name; a draft-round mode whose name is unknown stays unmapped."""
+    from ..taxonomy import MAST_V3, resolve
+
+    mid = None
+    if name:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mid = resolve(name, "auto")
+        except (KeyError, ValueError):
+            mid = None
+    if mid is not None and mid in MAST_V3.ids:
+        if mast14 and mid != code:
+            return code, f"code (name {name!r} means v3 {mid})"
+        return mid, "name"
+    if mast14 and code in MAST_V3.ids:
+        return code, "code"
+    return None, "unmapped"
+
+
 @_register("mad_human")
 def load_mad_human(path) -> list[Trace]:
     """``MAD_human_labelled_dataset.json``: per-annotator labels go to ``metadata['human']`` keyed by the
-    failure-mode text (codes differ per round, notes §6.11), majority vote to ``labels`` when codes parse."""
+    failure-mode text, and each round's *own* code table to ``metadata['round_codes']`` (code -> name).
+
+    ``labels`` (majority of the annotators, on v3 IDs) is built from each round's own table: a mode is
+    mapped to v3 by its *name* ("2.2 Step Repetition" in round 1 is v3 1.3, not v3 2.2); only the
+    14-mode Generalizability round may use the code itself. Draft-round modes without a v3 counterpart
+    are listed in ``metadata['unmapped']`` and never become a v3 label. When two round modes map to the
+    same v3 ID the label is their OR (and ``metadata['merged']`` says so)."""
     out = []
     for i, r in enumerate(_as_list(_read_json(path))):
+        if not isinstance(r, dict):
+            raise ValueError(f"{path}: human-labelled record {i} is a {type(r).__name__}, not an object")
+        rnd = str(r.get("round", ""))
+        mast14 = rnd.strip().lower() in MAST14_ROUNDS
         human: dict[str, dict[str, bool]] = {}
+        round_codes: dict[str, str] = {}
+        labels: dict[str, int] = {}
+        how: dict[str, str] = {}
+        unmapped: list[str] = []
+        merged: list[str] = []
         for a in r.get("annotations", []):
             fm = str(a.get("failure mode", "")).strip()
-            human[fm] = {k: bool(v) for k, v in a.items() if k.startswith("annotator")}
-        labels = {}
-        for fm, votes in human.items():
-            m = re.match(r"^(\d\.\d)\b", fm)
-            if m and votes:
-                labels[m.group(1)] = int(sum(votes.values()) * 2 > len(votes))
+            votes = {k: bool(v) for k, v in a.items() if k.startswith("annotator")}
+            human[fm] = votes
+            m = _HUMAN_CODE.match(fm)
+            if not m:
+                unmapped.append(fm.split("\n", 1)[0][:80])
+                continue
+            code, name = m.group("code"), m.group("name").strip()
+            round_codes[code] = name
+            mid, why = _round_mode_to_v3(code, name, mast14)
+            if mid is None:
+                unmapped.append(f"{code} {name}".strip())
+                continue
+            if not votes:
+                continue
+            v = int(sum(votes.values()) * 2 > len(votes))
+            if mid in labels:
+                merged.append(mid)
+                v = max(v, labels[mid])
+            labels[mid] = v
+            how[mid] = f"{rnd} {code} -> {mid} by {why}"
         out.append(
             Trace(
                 trace_id=str(r.get("trace_id", i)),
@@ -92,7 +152,14 @@ def load_mad_human(path) -> list[Trace]:
                 benchmark=r.get("benchmark_name", ""),
                 raw=_lines(r.get("trace", "")),
                 labels=labels or None,
-                metadata={"round": r.get("round"), "human": human},
+                metadata={
+                    "round": r.get("round"),
+                    "human": human,
+                    "round_codes": round_codes,
+                    "mapping": how,
+                    "unmapped": unmapped,
+                    "merged": sorted(set(merged)),
+                },
                 source_format="mad_human",
             )
         )
@@ -171,9 +238,24 @@ _CHATDEV_RE = re.compile(r"^\[(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?P<lv
 _CHATDEV_SPEAKER = re.compile(r"^(?P<who>[A-Za-z][\w .\-]{0,60}?): (?P<msg>.*)$")
 
 
+# ChatDev's bookkeeping blocks: token/cost accounting after every LLM call and software statistics after
+# every phase. They are not agent behaviour (and would dominate a long log), so they are dropped;
+# their totals go to metadata["usage"].
+_CHATDEV_USAGE_BLOCK = re.compile(
+    r"^\*\*\[(?:OpenAI_Usage_Info (?:Receive|Send)|Software Info|Post Info)\]\*\*", re.IGNORECASE
+)
+_CHATDEV_NUM = re.compile(
+    r"(prompt_tokens|completion_tokens|total_tokens|num_tokens|cost)\s*[:=]\s*\$?([\d.]+)"
+)
+_CHATDEV_TASK = re.compile(r"^\*\*task_prompt\*\*:\s*(?P<task>.+)$", re.MULTILINE)
+
+
 @_register("chatdev")
 def load_chatdev(path) -> list[Trace]:
-    """A ChatDev ``.log`` (``[YYYY-DD-MM HH:MM:SS INFO] Speaker: ...``); ``System``/HTTP noise dropped."""
+    """A ChatDev ``.log`` (``[YYYY-DD-MM HH:MM:SS INFO] Speaker: ...``). Dropped: ``System`` turns, HTTP
+    request lines, the flask probe, and the ``**[OpenAI_Usage_Info ...]**`` / ``**[Software Info]**`` /
+    ``**[Post Info]**`` token/cost blocks (their totals are kept in ``metadata['usage']``). The task is
+    read from the ``**task_prompt**`` line of the preprocessing block."""
     path = Path(path)
     turns: list[Turn] = []
     for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
@@ -183,19 +265,34 @@ def load_chatdev(path) -> list[Trace]:
             if rest.startswith("HTTP Request:") or "did not start for online log" in rest:
                 turns.append(Turn("__noise__", ""))
                 continue
+            if _CHATDEV_USAGE_BLOCK.match(rest):
+                turns.append(Turn("__usage__", rest))
+                continue
             s = _CHATDEV_SPEAKER.match(rest)
             who, msg = (s.group("who"), s.group("msg")) if s else ("log", rest)
             turns.append(Turn(who.strip(), msg, timestamp=m.group("ts")))
         elif turns:
             turns[-1].content += "\n" + line
-    turns = [t for t in turns if t.speaker not in ("__noise__", "System")]
+    usage = {"blocks": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+    for t in turns:
+        if t.speaker == "__usage__" and "OpenAI_Usage_Info Receive" in t.content:
+            vals = dict(_CHATDEV_NUM.findall(t.content))
+            usage["prompt_tokens"] += int(float(vals.get("prompt_tokens", 0)))
+            usage["completion_tokens"] += int(float(vals.get("completion_tokens", 0)))
+            usage["cost_usd"] += float(vals.get("cost", 0.0))
+        usage["blocks"] += t.speaker == "__usage__"
+    usage["cost_usd"] = round(usage["cost_usd"], 6)
+    task_m = next((_CHATDEV_TASK.search(t.content) for t in turns if _CHATDEV_TASK.search(t.content)), None)
+    turns = [t for t in turns if t.speaker not in ("__noise__", "__usage__", "System")]
     for t in turns:
         t.content = t.content.strip()
     return [
         Trace(
             trace_id=path.parent.name + "/" + path.stem,
             mas_name="ChatDev",
+            task=task_m.group("task").strip() if task_m else "",
             turns=turns,
+            metadata={"usage": usage},
             source_format="chatdev",
         )
     ]
@@ -209,22 +306,49 @@ _LOGURU_RE = re.compile(
 _AGENT_PREFIX = re.compile(r"^(?P<who>[\w .]+?(?:\([\w ]+\))?)(?:'s [\w ]+)?: (?P<msg>.*)$")
 
 
-def _parse_loguru(text: str) -> list[Turn]:
+# Token/cost accounting lines (MetaGPT's cost manager, OpenManus's token counter): dropped, like ChatDev's.
+_LOGURU_USAGE = re.compile(
+    r"^(?:Total running cost: \$|Token usage: Input=|Cumulative (?:input|completion) tokens|"
+    r"prompt_tokens: \d+, completion_tokens: \d+)",
+    re.IGNORECASE,
+)
+# Framework bookkeeping events (OpenManus step counter and tool-dispatch notices, MetaGPT's "to do"
+# notices): kept in the text, but marked role="event" so the repetition detectors skip them -- every
+# normal run repeats them once per step.
+_LOGURU_EVENT = re.compile(
+    r"^(?:Executing step \d+/\d+|\w[\w ]* selected \d+ tools to use|Tools being prepared:|"
+    r"Activating tool:|Token limit|.*: to do \w+\(\w+\)\s*$)",
+)
+
+
+def _parse_loguru(text: str) -> tuple[list[Turn], int]:
+    """Turns of a loguru log and the number of token/cost lines dropped."""
     turns: list[Turn] = []
+    dropped = 0
     for line in text.split("\n"):
         m = _LOGURU_RE.match(line)
         if m:
             msg = re.sub(r"^[^\w(]+\s*", "", m.group("msg"))  # drop emoji bullets (OpenManus)
-            a = _AGENT_PREFIX.match(msg)
+            if _LOGURU_USAGE.match(msg):
+                dropped += 1
+                turns.append(Turn("__usage__", ""))
+                continue
+            event = bool(_LOGURU_EVENT.match(msg))
+            a = (
+                None
+                if msg.startswith(("Tools being prepared:", "Activating tool:"))
+                else _AGENT_PREFIX.match(msg)
+            )
             who, body = (a.group("who"), a.group("msg")) if a else (m.group("src").split(":")[0], msg)
-            turns.append(Turn(who.strip(), body, timestamp=m.group("ts")))
+            turns.append(Turn(who.strip(), body, role="event" if event else "", timestamp=m.group("ts")))
         elif turns:
             turns[-1].content += "\n" + line
         elif line.strip():
             turns.append(Turn("log", line))
+    turns = [t for t in turns if t.speaker != "__usage__"]
     for t in turns:
         t.content = t.content.strip("\n")
-    return turns
+    return turns, dropped
 
 
 @_register("metagpt")
@@ -239,8 +363,8 @@ def load_metagpt(path) -> list[Trace]:
                 trace_id=str(r.get("run_id", i)),
                 mas_name="MetaGPT",
                 task=str(r.get("prompt", "")),
-                turns=_parse_loguru(str(r["content"])),
-                metadata={"cost": r.get("cost")},
+                turns=(parsed := _parse_loguru(str(r["content"])))[0],
+                metadata={"cost": r.get("cost"), "usage_lines_dropped": parsed[1]},
                 source_format="metagpt",
             )
         )
@@ -251,11 +375,13 @@ def load_metagpt(path) -> list[Trace]:
 def load_openmanus(path) -> list[Trace]:
     """An OpenManus ``.log`` (loguru lines, ``Manus's thoughts: ...``, tool calls)."""
     path = Path(path)
+    turns, dropped = _parse_loguru(path.read_text(encoding="utf-8", errors="replace"))
     return [
         Trace(
             trace_id=path.stem,
             mas_name="OpenManus",
-            turns=_parse_loguru(path.read_text(encoding="utf-8", errors="replace")),
+            turns=turns,
+            metadata={"usage_lines_dropped": dropped},
             source_format="openmanus",
         )
     ]
@@ -277,9 +403,64 @@ def load_appworld(path) -> list[Trace]:
     ]
 
 
+_M1_START = "SCENARIO.PY STARTING !#!#"
+# AgentChat Console headers: "---------- WebSurfer ----------" and, in later autogen versions,
+# "---------- TextMessage (MagenticOneOrchestrator) ----------"
+_M1_HEADER = re.compile(
+    r"^-{4,} (?:(?P<kind>\w+Message|\w+Event) \((?P<src>[^)]*)\)|(?P<who>[^-].*?)) -{4,}\s*$"
+)
+# the original autogen-magentic-one console: a rule of dashes, then "[2024-10-15T13:35:51.1], WebSurfer:"
+_M1_OLD_HEADER = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\dT[\d:.]+)\], (?P<who>[^:\n]+):\s*(?P<msg>.*)$")
+_M1_RULE = re.compile(r"^-{20,}\s*$")
+_M1_FOOTER = re.compile(
+    r"^(?:SCENARIO\.PY (?:COMPLETE|RUNTIME:|EXITED WITH CODE)|RUN\.SH (?:COMPLETE|STARTING))[^\n]*$"
+)
+
+
+def _parse_magentic(text: str) -> tuple[list[Turn], dict]:
+    """Turns of a Magentic-One console log; everything before ``SCENARIO.PY STARTING`` (docker/pip
+    preamble) and the agbench footer lines are left out."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    start = next((i + 1 for i, x in enumerate(lines) if _M1_START in x), 0)
+    info = {"preamble_lines": start, "footer_lines": 0}
+    turns: list[Turn] = []
+    pending_rule = False
+    for line in lines[start:]:
+        if _M1_FOOTER.match(line.strip()):
+            info["footer_lines"] += 1
+            continue
+        h = _M1_HEADER.match(line.strip())
+        if h:
+            who = h.group("src") if h.group("kind") else h.group("who")
+            turns.append(Turn(who.strip(), "", role=h.group("kind") or ""))
+            pending_rule = False
+            continue
+        if _M1_RULE.match(line):
+            pending_rule = True
+            continue
+        o = _M1_OLD_HEADER.match(line) if pending_rule else None
+        pending_rule = False
+        if o:
+            who = o.group("who").strip()
+            role = "thought" if who.endswith("(thought)") else ""
+            turns.append(Turn(who.removesuffix("(thought)").strip(), o.group("msg"), role, o.group("ts")))
+        elif turns:
+            turns[-1].content += "\n" + line
+        elif line.strip():
+            info["preamble_lines"] += 1  # text before the first header (no start marker in this log)
+    for t in turns:
+        t.content = t.content.strip("\n")
+    return turns, info
+
+
 @_register("magentic")
 def load_magentic(path) -> list[Trace]:
-    """A Magentic-One task folder (``prompt.txt``, ``console_log.txt``). ``expected_answer.txt`` is never read."""
+    """A Magentic-One task folder (``prompt.txt``, ``console_log.txt``). ``expected_answer.txt`` is never read.
+
+    The console log is split into turns at the AgentChat headers (``---------- WebSurfer ----------``,
+    ``---------- TextMessage (MagenticOneOrchestrator) ----------``) or the older autogen-magentic-one
+    ``[timestamp], source:`` headers. The docker/pip preamble before ``SCENARIO.PY STARTING !#!#`` and the
+    agbench footer are dropped (counts in metadata). A log with no header at all is kept as raw text."""
     path = Path(path)
     logs = sorted(path.rglob("console_log.txt"))
     if not logs:
@@ -289,15 +470,21 @@ def load_magentic(path) -> list[Trace]:
         run = log.parent
         prompt = run / "prompt.txt"
         tid = str(run.relative_to(path)) if run != path else path.name
+        text = log.read_text(encoding="utf-8", errors="replace")
+        turns, info = _parse_magentic(text)
+        raw = ""
+        if not turns:  # no recognisable header: keep the text after the start marker
+            raw = text.split(_M1_START, 1)[1] if _M1_START in text else text
         out.append(
             Trace(
                 trace_id=tid,
                 mas_name="Magentic-One",
                 benchmark="GAIA",
-                task=prompt.read_text(errors="replace") if prompt.exists() else "",
-                raw=log.read_text(encoding="utf-8", errors="replace"),
+                task=prompt.read_text(errors="replace").strip() if prompt.exists() else "",
+                turns=turns,
+                raw=raw,
                 source_format="magentic",
-                metadata={"skipped_files": [p.name for p in run.glob("expected_answer*")]},
+                metadata={"skipped_files": [p.name for p in run.glob("expected_answer*")]} | info,
             )
         )
     return out
@@ -506,8 +693,11 @@ def load_trace_jsonl(path) -> list[Trace]:
 
 
 def save_traces(traces: list[Trace], path) -> Path:
+    """Write the canonical JSONL atomically (temp file + rename)."""
+    from paperworks_shared.files import atomic_write_text
+
     path = Path(path)
-    path.write_text("".join(t.to_json() + "\n" for t in traces), encoding="utf-8")
+    atomic_write_text(path, "".join(t.to_json() + "\n" for t in traces))
     return path
 
 
