@@ -24,10 +24,21 @@ def test_no_prunable_layers():
 
 
 def test_unsupported_layers_inside_blocks():
-    with pytest.raises(TypeError, match="q_norm"):
+    # nothing else prunable: refused, naming the layer and why
+    with pytest.raises(ValueError, match="no prunable layers.*q_norm"):
         Pruner(nn.Sequential(Attention(16, 2, qk_norm=True, norm_layer=nn.LayerNorm)))
-    with pytest.raises(TypeError, match="norm between act and fc2"):
+    with pytest.raises(ValueError, match="no prunable layers.*norm between act and fc2"):
         Pruner(nn.Sequential(Mlp(16, 32, norm_layer=nn.LayerNorm)))
+    # next to a prunable layer: left dense, reported in `skipped` (and refused with strict=True)
+    net = nn.Sequential(Attention(16, 2, qk_norm=True, norm_layer=nn.LayerNorm), Mlp(16, 32))
+    with pytest.warns(UserWarning, match="q_norm"):
+        p = Pruner(net, "l1")
+    assert [s.name for s in p.skipped] == ["0"] and "q_norm" in p.skipped[0].reason
+    assert list(p.units) == ["1"]
+    with pytest.raises(TypeError, match="q_norm"):
+        Pruner(
+            nn.Sequential(Attention(16, 2, qk_norm=True, norm_layer=nn.LayerNorm), Mlp(16, 32)), strict=True
+        )
 
 
 def test_bad_method_kind_scope():

@@ -13,12 +13,13 @@ Methods (notes §1.1, §1.3):
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from . import chipnet as cn
-from .discover import conv_pairs, inject_gates
+from .discover import SkippedLayer, conv_pairs, inject_gates_report
 from .residual import attach_residual_groups, residual_gates
 from .slim import Masks, set_masks
 from .units import GatedAttention, GatedBatchNorm2d, GatedMlp
@@ -56,6 +57,7 @@ class Pruner:
         budget_kind: str = "channels",
         chipnet_gates: cn.ChipNetGates | None = None,
         group_residual: bool = False,
+        strict: bool = False,
     ):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -63,8 +65,28 @@ class Pruner:
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         # residual groups are resolved on the plain modules, before gates wrap them (residual.py)
         self.residual = attach_residual_groups(model) if group_residual else residual_gates(model)
-        self.units = inject_gates(model)
+        self.units, self.skipped = inject_gates_report(model)
+        self.skipped: list[SkippedLayer]
+        if self.skipped:
+            listing = "; ".join(str(s) for s in self.skipped[:8])
+            more = f" (+{len(self.skipped) - 8} more)" if len(self.skipped) > 8 else ""
+            if strict:
+                raise TypeError(
+                    f"strict=True: {len(self.skipped)} layer(s) cannot be pruned: {listing}{more}"
+                )
+            warnings.warn(
+                f"{len(self.skipped)} layer(s) left dense (see Pruner.skipped): {listing}{more}",
+                stacklevel=2,
+            )
+        self.emptied: list[str] = []
         self.pairs = {p.name: p for p in conv_pairs(model)}
+        # convs shared by two channel groups (a Bottleneck's conv2): each group is charged half of
+        # the conv's per-channel cost, so the prunable total is the real one (issue 18)
+        self._shared = {}
+        for p in self.pairs.values():
+            for attr in (p.producer, p.consumer):
+                c = id(getattr(p.block, attr))
+                self._shared[c] = self._shared.get(c, 0) + 1
         if method == "netslim":
             for u in self.units.values():
                 if isinstance(u, GatedBatchNorm2d):
@@ -145,7 +167,10 @@ class Pruner:
                 return (rows + cols).float().cpu()
             if isinstance(u, GatedMlp):
                 m = u.inner
-                return (m.fc1.weight.abs().sum(1) + m.fc2.weight.abs().sum(0)).float().cpu()
+                h = m.fc1.weight.shape[0]
+                rows = m.fc1.weight.abs().reshape(h, -1).sum(1)
+                cols = m.fc2.weight.abs().transpose(0, 1).reshape(h, -1).sum(1)
+                return (rows + cols).float().cpu()
             return u.bn.weight.abs().float().cpu()
 
     # ------------------------------------------------------------------ costs per gate element
@@ -191,25 +216,27 @@ class Pruner:
                     out[name] = 2 * N * D * 3 + 2 * N * a.proj.out_features + 4 * N * N
             elif isinstance(u, GatedMlp):
                 m = u.inner
+                d_in, d_out = m.fc1.weight.shape[1], m.fc2.weight.shape[0]
                 if kind == "params":
-                    out[name] = m.fc1.in_features + (1 if m.fc1.bias is not None else 0) + m.fc2.out_features
+                    out[name] = d_in + (1 if m.fc1.bias is not None else 0) + d_out
                 else:
-                    out[name] = 2 * self._sizes[name] * (m.fc1.in_features + m.fc2.out_features)
+                    out[name] = 2 * self._sizes[name] * (d_in + d_out)
             else:
                 p = self.pairs[name]
                 prod, cons = getattr(p.block, p.producer), getattr(p.block, p.consumer)
                 ka, kb = prod.kernel_size[0] * prod.kernel_size[1], cons.kernel_size[0] * cons.kernel_size[1]
+                sa, sb = 1.0 / self._shared[id(prod)], 1.0 / self._shared[id(cons)]
                 if kind == "params":
                     out[name] = (
-                        prod.in_channels * ka
+                        sa * prod.in_channels * ka
                         + (1 if prod.bias is not None else 0)
                         + 2
-                        + cons.out_channels * kb
+                        + sb * cons.out_channels * kb
                     )
                 else:
                     out[name] = (
-                        2 * self._sizes[name] * prod.in_channels * ka
-                        + 2 * self._sizes[name + "@out"] * cons.out_channels * kb
+                        sa * 2 * self._sizes[name] * prod.in_channels * ka
+                        + sb * 2 * self._sizes[name + "@out"] * cons.out_channels * kb
                     )
         return out
 
@@ -248,10 +275,10 @@ class Pruner:
             if self.method != "chipnet":
                 raise ValueError("threshold= is only meaningful for method='chipnet' (gates in [0, 1])")
             out = self._floor({n: v >= threshold for n, v in imp.items()}, imp, min_keep)
-            return {**out, **self.residual_masks(budget, min_keep)}
+            return self._finish(out, budget, kind, min_keep)
         if self.method == "chipnet" and scope == "global":
             out = self._floor(cn.threshold_masks(imp, cost, budget, kind), imp, min_keep)
-            return {**out, **self.residual_masks(budget, min_keep)}
+            return self._finish(out, budget, kind, min_keep)
         if scope == "layerwise":
             groups = [[n] for n in self.units]
         elif kind == "channels":
@@ -280,7 +307,25 @@ class Pruner:
             for j in keep.tolist():
                 n, i = owner[j]
                 flat_masks[n][i] = True
-        return {**self._floor(flat_masks, imp, min_keep), **self.residual_masks(budget, min_keep)}
+        return self._finish(self._floor(flat_masks, imp, min_keep), budget, kind, min_keep)
+
+    def _finish(self, masks: Masks, budget: float, kind: str, min_keep: int) -> Masks:
+        """Record emptied units; refuse masks that keep nothing at all (``min_keep=0``, tiny budget)."""
+        self.emptied = [n for n, m in masks.items() if not bool(m.any())]
+        if self.emptied and len(self.emptied) == len(masks):
+            raise ValueError(
+                f"budget {budget:g} (kind={kind}) with min_keep={min_keep} keeps no unit of any of the "
+                f"{len(masks)} prunable layers: the pruned model would be empty; use min_keep >= 1 "
+                "(one unit per layer) or a larger budget"
+            )
+        if self.emptied:
+            warnings.warn(
+                f"min_keep={min_keep}: {len(self.emptied)} of {len(masks)} prunable layers emptied "
+                f"(see Pruner.emptied): {', '.join(self.emptied[:6])}"
+                + (" ..." if len(self.emptied) > 6 else ""),
+                stacklevel=3,
+            )
+        return {**masks, **self.residual_masks(budget, min_keep)}
 
     def residual_masks(self, budget: float, min_keep: int = 1) -> Masks:
         """One mask per grouped residual channel group (only with ``group_residual=True``).

@@ -74,23 +74,31 @@ def _slim_attention(unit: GatedAttention, mask: torch.Tensor) -> SlimAttention:
     return new
 
 
+def _mlp_dims(m: nn.Module) -> tuple[int, int, int]:
+    """(input width, hidden width, output width) of a Linear or 1x1-conv MLP."""
+    return m.fc1.weight.shape[1], m.fc1.weight.shape[0], m.fc2.weight.shape[0]
+
+
 def _slim_mlp(unit: GatedMlp, mask: torch.Tensor) -> SlimMlp:
     m = unit.inner
     idx = torch.nonzero(mask).flatten()
     g = (unit.raw_gate().detach() * mask.to(unit.zeta.dtype))[idx]
+    d_in, _, d_out = _mlp_dims(m)
     new = SlimMlp(
-        m.fc1.in_features,
+        d_in,
         len(idx),
-        m.fc2.out_features,
+        d_out,
         copy.deepcopy(m.act),
         m.fc1.bias is not None,
         m.fc2.bias is not None,
+        conv=unit.conv,
     ).to(m.fc1.weight.dtype)
+    gshape = (1, -1) + (1,) * (m.fc2.weight.dim() - 2)
     with torch.no_grad():
         new.fc1.weight.copy_(m.fc1.weight[idx])
         if m.fc1.bias is not None:
             new.fc1.bias.copy_(m.fc1.bias[idx])
-        new.fc2.weight.copy_(m.fc2.weight[:, idx] * g[None, :])
+        new.fc2.weight.copy_(m.fc2.weight[:, idx] * g.reshape(gshape))
         if m.fc2.bias is not None:
             new.fc2.bias.copy_(m.fc2.bias)
     return new
@@ -174,12 +182,30 @@ def slim(model: nn.Module, masks: Masks | None = None) -> nn.Module:
     return out
 
 
+def conv_widths(model: nn.Module, masks: Masks) -> dict[int, list]:
+    """id(conv) -> [conv, kept out width, kept in width] for every conv of a prunable channel group.
+
+    A conv can belong to two groups (a ResNet Bottleneck's ``conv2`` consumes bn1's channels and
+    produces bn2's), so its width on *both* sides comes from the masks: counting it once per group
+    at the other side's dense width double-counts it (issue 18). An emptied group keeps one channel.
+    """
+    out: dict[int, list] = {}
+    for p in conv_pairs(model):
+        c = max(int(masks[p.name].sum()), 1)
+        for attr, side in ((p.producer, 1), (p.consumer, 2)):
+            conv = getattr(p.block, attr)
+            entry = out.setdefault(id(conv), [conv, conv.out_channels, conv.in_channels])
+            entry[side] = c
+    return out
+
+
 def slim_param_count(model: nn.Module, masks: Masks | None = None) -> int:
     """Analytic parameter count of ``slim(model, masks)``, from the masks alone.
 
     attention: ``3*D*H'k + 3*H'k (qkv bias) + H'k*D + D (proj bias)`` with H' kept heads padded to
-    k dims; MLP: ``D*h + h + h*D_out + D_out``; conv group of c kept channels (c>=1):
-    ``c*Cin*kh*kw (+c) + 2c + Cout*c*kh'*kw'``. Everything else is counted as is.
+    k dims; MLP: ``D*h + h + h*D_out + D_out``; conv groups: every conv touching a group is counted
+    once as ``out*in*kh*kw (+out)`` with its kept widths on both sides (an emptied group keeps one
+    channel), plus ``2c`` for the group's BN affine. Everything else is counted as is.
     """
     units = gated_units(model)
     for name, g in residual_gates(model).items():
@@ -189,18 +215,19 @@ def slim_param_count(model: nn.Module, masks: Masks | None = None) -> int:
                 f"slim_param_count does not model grouped residual pruning ({name} is masked); "
                 "count the parameters of slim(model) instead"
             )
-    if masks is None:
-        masks = {n: u.mask for n, u in units.items()}
+    masks = {n: (masks or {}).get(n, u.mask).to(torch.bool) for n, u in units.items()}
     unit_params = set()
     for u in units.values():
         unit_params.update(id(p) for p in u.parameters())
-    pairs = {p.name: p for p in conv_pairs(model)}
-    for p in pairs.values():
-        for attr in (p.producer, p.consumer):
-            unit_params.update(id(q) for q in getattr(p.block, attr).parameters())
+    convs = conv_widths(model, masks)
+    for conv, _, _ in convs.values():
+        unit_params.update(id(q) for q in conv.parameters())
     total = sum(p.numel() for p in model.parameters() if id(p) not in unit_params)
+    for conv, c_out, c_in in convs.values():
+        kh, kw = conv.kernel_size
+        total += c_out * c_in * kh * kw + (c_out if conv.bias is not None else 0)
     for name, u in units.items():
-        mask = masks.get(name, u.mask).to(torch.bool)
+        mask = masks[name]
         if isinstance(u, GatedAttention):
             a = u.inner
             D = a.qkv.in_features
@@ -211,14 +238,9 @@ def slim_param_count(model: nn.Module, masks: Masks | None = None) -> int:
         elif isinstance(u, GatedMlp):
             m = u.inner
             h = int(mask.sum())
-            total += m.fc1.in_features * h + (h if m.fc1.bias is not None else 0)
-            total += h * m.fc2.out_features + (m.fc2.out_features if m.fc2.bias is not None else 0)
+            d_in, _, d_out = _mlp_dims(m)
+            total += d_in * h + (h if m.fc1.bias is not None else 0)
+            total += h * d_out + (d_out if m.fc2.bias is not None else 0)
         else:
-            p = pairs[name]
-            c = max(int(mask.sum()), 1)
-            prod, cons = getattr(p.block, p.producer), getattr(p.block, p.consumer)
-            kh, kw = prod.kernel_size
-            total += c * prod.in_channels * kh * kw + (c if prod.bias is not None else 0) + 2 * c
-            kh, kw = cons.kernel_size
-            total += cons.out_channels * c * kh * kw + (cons.out_channels if cons.bias is not None else 0)
+            total += 2 * max(int(mask.sum()), 1)  # BN weight + bias of the kept channels
     return total

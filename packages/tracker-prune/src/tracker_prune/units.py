@@ -110,8 +110,25 @@ class SlimAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, N, H * k))
 
 
+def _is_pointwise_conv(mod: nn.Module) -> bool:
+    """A 1x1, stride-1, unpadded, ungrouped Conv2d: a Linear over the channel dim (ConvNeXt ``conv_mlp``)."""
+    return (
+        isinstance(mod, nn.Conv2d)
+        and tuple(mod.kernel_size) == (1, 1)
+        and tuple(mod.stride) == (1, 1)
+        and tuple(mod.padding) == (0, 0)
+        and tuple(mod.dilation) == (1, 1)
+        and mod.groups == 1
+        and mod.padding_mode == "zeros"
+    )
+
+
 class GatedMlp(_Gated):
-    """A timm ``Mlp`` with one gate per hidden unit after the activation (notes §1.2, pitfall 3)."""
+    """A timm ``Mlp`` with one gate per hidden unit after the activation (notes §1.2, pitfall 3).
+
+    fc1/fc2 are ``nn.Linear`` (hidden units on the last dim) or both 1x1 ``nn.Conv2d`` (timm's
+    ``Mlp(use_conv=True)``, used by ConvNeXt: hidden units on dim 1).
+    """
 
     unit_kind = "mlp"
 
@@ -120,34 +137,59 @@ class GatedMlp(_Gated):
         for attr in ("fc1", "act", "fc2"):
             if not hasattr(inner, attr):
                 raise TypeError(f"MLP module {type(inner).__name__} lacks {attr!r}")
-        if not isinstance(inner.fc1, nn.Linear) or not isinstance(inner.fc2, nn.Linear):
+        linear = isinstance(inner.fc1, nn.Linear) and isinstance(inner.fc2, nn.Linear)
+        conv = _is_pointwise_conv(inner.fc1) and _is_pointwise_conv(inner.fc2)
+        if not (linear or conv):
             raise TypeError(
                 f"unsupported layer inside a prunable MLP: fc1/fc2 are {type(inner.fc1).__name__}/"
-                f"{type(inner.fc2).__name__}, only nn.Linear is supported"
+                f"{type(inner.fc2).__name__}, only nn.Linear or 1x1 nn.Conv2d pairs are supported"
             )
         _check_identity(getattr(inner, "norm", None), "norm between act and fc2", "MLP")
-        self.inner = inner
-        self.zeta = nn.Parameter(torch.ones(inner.fc1.out_features))
-        self.register_buffer("mask", torch.ones(inner.fc1.out_features, dtype=torch.bool))
+        self.inner, self.conv = inner, conv
+        width = inner.fc1.out_channels if conv else inner.fc1.out_features
+        self.zeta = nn.Parameter(torch.ones(width))
+        self.register_buffer("mask", torch.ones(width, dtype=torch.bool))
 
     def forward(self, x):
         m = self.inner
-        h = m.act(m.fc1(x)) * self.gate().to(x.dtype)
+        g = self.gate().to(x.dtype)
+        h = m.act(m.fc1(x)) * (g[None, :, None, None] if self.conv else g)
         h = m.drop1(h) if hasattr(m, "drop1") else h
         y = m.fc2(h)
         return m.drop2(y) if hasattr(m, "drop2") else y
 
 
 class SlimMlp(nn.Module):
-    """fc1 -> act -> fc2 with only the kept hidden units."""
+    """fc1 -> act -> fc2 with only the kept hidden units (``conv=True``: 1x1 convs, channels on dim 1)."""
 
-    def __init__(self, dim_in: int, hidden: int, dim_out: int, act: nn.Module, bias1: bool, bias2: bool):
+    def __init__(
+        self,
+        dim_in: int,
+        hidden: int,
+        dim_out: int,
+        act: nn.Module,
+        bias1: bool,
+        bias2: bool,
+        conv: bool = False,
+    ):
         super().__init__()
-        self.fc1 = nn.Linear(dim_in, hidden, bias=bias1)
+        self.conv = conv
+        if conv:
+            self.fc1 = nn.Conv2d(dim_in, hidden, 1, bias=bias1)
+            self.fc2 = nn.Conv2d(hidden, dim_out, 1, bias=bias2)
+        else:
+            self.fc1 = nn.Linear(dim_in, hidden, bias=bias1)
+            self.fc2 = nn.Linear(hidden, dim_out, bias=bias2)
         self.act = act
-        self.fc2 = nn.Linear(hidden, dim_out, bias=bias2)
 
     def forward(self, x):
+        if self.fc1.weight.shape[0] == 0:  # emptied MLP: only fc2's bias survives
+            d_out, b = self.fc2.weight.shape[0], self.fc2.bias
+            if self.conv:
+                y = x.new_zeros(x.shape[0], d_out, *x.shape[2:])
+                return y if b is None else y + b.to(x.dtype)[None, :, None, None]
+            y = x.new_zeros(*x.shape[:-1], d_out)
+            return y if b is None else y + b.to(x.dtype)
         return self.fc2(self.act(self.fc1(x)))
 
 
