@@ -153,7 +153,7 @@ def test_tournament_over_http_every_problem_completes_or_reports(scripted):
     assert res[1].errors and res[1].parse_failures == 0 and res[1].backend_errors == res[1].calls == 2
     assert res[1].failed and "HTTP 500" in res[1].failed and res[1].pairs_judged == 0
     with pytest.raises(ProblemFailed, match="HTTP 500"):
-        res[1].best_index
+        _ = res[1].best_index
     for r in (res[0], res[2], res[3]):
         assert r.calls == 4 and sorted(r.order) == [0, 1, 2, 3] and not r.failed and r.backend_errors == 0
     assert judge.backend_errors == 2 and judge.parse_failures == 0

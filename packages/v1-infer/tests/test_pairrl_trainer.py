@@ -84,6 +84,36 @@ def test_resume_continues_exactly(tiny, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     lines = (tmp_path / "b/seed0/pair/metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and (tmp_path / "b/seed0/pair/final/config.json").is_file()
+    # the trainer state is weights_only-safe (no pickled objects) and is loaded that way
+    state = torch.load(tmp_path / "b/seed0/pair/step-1/trainer_state.pt", weights_only=True)
+    assert state["step"] == 0 and "state" in state["optimizer"]
+    assert not list((tmp_path / "b/seed0/pair").glob(".*staging*"))  # published by atomic rename
+
+
+def test_resume_refuses_an_unsafe_or_corrupt_trainer_state(tiny, tmp_path):
+    import pickle
+
+    from v1_infer.pairrl.runner import RunConfig, train_mode_torch
+
+    tok = tiny[1]
+    cfg = RunConfig(steps=1, problems_per_step=4, out=str(tmp_path / "r"), save_every=1)
+    train_mode_torch(copy.deepcopy(tiny[0]), tok, cfg, "pair", 0)
+    state = tmp_path / "r/seed0/pair/step-1/trainer_state.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "PWNED",))
+
+    from pathlib import Path
+
+    torch.save({"step": 0, "optimizer": Evil()}, state)  # a crafted pickle in the user's --out folder
+    resume = RunConfig(**{**vars(cfg), "steps": 2, "resume": True})
+    with pytest.raises(ValueError, match="trainer_state.pt"):
+        train_mode_torch(copy.deepcopy(tiny[0]), tok, resume, "pair", 0)
+    assert not (tmp_path / "PWNED").exists()
+    state.write_bytes(pickle.dumps({"x": 1})[:5])  # truncated file: a clear error naming it
+    with pytest.raises(ValueError, match="cannot load checkpoint state .*trainer_state.pt"):
+        train_mode_torch(copy.deepcopy(tiny[0]), tok, resume, "pair", 0)
 
 
 def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
@@ -110,18 +140,24 @@ def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
     ]
     assert main(argv) == 0
     assert png.stat().st_size > 1000
+    from paperworks_shared.bench import Record
+
+    rec = Record.load(out)  # a valid record: strict JSON (the rl mode's undefined verif_reward is null)
+    assert rec.package == "v1-infer" and rec.commit and rec.machine and rec.time
+    assert "NaN" not in out.read_text() and "null" in out.read_text()
     data = json.loads(out.read_text())
     assert [r["model"] for r in data["rows"]] == ["warm start (SFT)", "pair RL", "rl RL"]
-    assert data["config"]["steps"] == 1 and data["config"]["backend"] == "torch"
+    assert data["params"]["steps"] == 1 and data["params"]["backend"] == "torch"
+    assert data["rows"][2]["train_verif_reward_last"] is None and "rl" in data["metrics"]["nulls"]
     assert "verifier_acc" in capsys.readouterr().out
     assert (tmp_path / "run/seed0/warm_start/config.json").is_file()
     assert (tmp_path / "run/seed0/rl/metrics.jsonl").read_text().count("\n") == 1
     bad = tmp_path / "bad.toml"
     bad.write_text("stepz = 3\n")
-    with pytest.raises(ValueError, match="stepz"):
-        main(["pairrl", "--config", str(bad)])
-    with pytest.raises(SystemExit, match="out"):
-        main(["pairrl", "--save-every", "1", "--steps", "1"])
+    assert main(["pairrl", "--config", str(bad)]) == 2
+    assert "stepz" in capsys.readouterr().err
+    assert main(["pairrl", "--save-every", "1", "--steps", "1"]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 def test_shipped_configs_parse():
