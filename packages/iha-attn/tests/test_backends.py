@@ -47,33 +47,11 @@ needs_triton = pytest.mark.skipif(not triton_iha.available(), reason="needs CUDA
 
 
 @needs_triton
-@pytest.mark.parametrize("mask,window", CASES)
-def test_triton_forward_matches_reference(mask, window):
-    q, k, v, aq, ak, av, R, Rp = _inputs(seed=1, Hkv=1)
-    ref = iha_attention(q, k, v, aq, ak, av, R, mask_mode=mask, window=window, backend="eager")
-    out = iha_attention(q, k, v, aq, ak, av, R, mask_mode=mask, window=window, backend="triton")
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
-    # fused per-head collapse epilogue writes [B, N, H, dv] directly
-    ref_ph = iha_attention(q, k, v, aq, ak, av, Rp, collapse_mode="per_head", mask_mode=mask, window=window, backend="eager")  # fmt: skip
-    out_ph = iha_attention(q, k, v, aq, ak, av, Rp, collapse_mode="per_head", mask_mode=mask, window=window, backend="triton")  # fmt: skip
-    torch.testing.assert_close(out_ph, ref_ph, atol=1e-5, rtol=1e-5)
-
-
-@needs_triton
-def test_triton_fp16_and_backward():
+def test_triton_fp16():  # gradients: test_oracle.test_triton_gradients_match_oracle_gradients
     q, k, v, aq, ak, av, R, Rp = _inputs(seed=2, dtype=torch.float16, N=4)
     ref = iha_attention(q.float(), k.float(), v.float(), aq.float(), ak.float(), av.float(), Rp.float(), collapse_mode="per_head")  # fmt: skip
     out = iha_attention(q, k, v, aq, ak, av, Rp, collapse_mode="per_head", backend="triton")
     torch.testing.assert_close(out.float(), ref, atol=2e-2, rtol=2e-2)
-    # backward recomputes through the torch path: gradients equal SDPA's
-    q, k, v, aq, ak, av, R, _ = _inputs(seed=3, N=4)
-    grads = []
-    for be in ("sdpa", "triton"):
-        leaves = [t.clone().requires_grad_(True) for t in (q, aq, R)]
-        iha_attention(leaves[0], k, v, leaves[1], ak, av, leaves[2], backend=be).pow(2).sum().backward()
-        grads.append([t.grad for t in leaves])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @needs_triton

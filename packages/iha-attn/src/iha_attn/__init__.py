@@ -25,11 +25,12 @@ __all__ = [
     "unmerge_pseudo",
     "patch_model_with_iha",
     "iha_param_groups",
+    "from_pretrained",
 ]
 
 
 def __getattr__(name):  # lazy: importing transformers is slow
-    if name in ("patch_model_with_iha", "iha_param_groups"):
+    if name in ("patch_model_with_iha", "iha_param_groups", "from_pretrained"):
         from . import hf
 
         return getattr(hf, name)

@@ -25,7 +25,8 @@ def mix_heads(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     if alpha.dim() != 3 or alpha.shape[0] != x.shape[1] or alpha.shape[1] != x.shape[1]:
         raise ValueError(f"alpha {tuple(alpha.shape)} does not match {x.shape[1]} heads (expected [H, H, P])")
     out = torch.einsum("bmnd,mhp->bhnpd", x, alpha.to(x.dtype))
-    return merge_pseudo(out)
+    # einsum may hand back a permuted view (P = 1, N = 1): SDPA then falls to its slow math path
+    return merge_pseudo(out).contiguous()
 
 
 def merge_pseudo(x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,11 @@ def _expand_kv(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x if rep == 1 else x.repeat_interleave(rep, dim=1)
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32 for reductions; fp32 and fp64 stay as they are (float64 is computed in float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def attend_eager(qm, km, vm, mask, scale, softmax="softmax", dropout=0.0, training=False):
     """Reference attention over the virtual sequence with an explicit bool mask (also linear attention)."""
     km, vm = _expand_kv(km, qm.shape[1]), _expand_kv(vm, qm.shape[1])
@@ -75,7 +81,7 @@ def attend_eager(qm, km, vm, mask, scale, softmax="softmax", dropout=0.0, traini
     else:
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        w = torch.softmax(scores.float(), dim=-1).to(qm.dtype)
+        w = torch.softmax(_upcast(scores), dim=-1).to(qm.dtype)
         w = torch.nan_to_num(w, nan=0.0)  # fully masked (padding) rows -> 0, notes §6.11
     if dropout and training:
         w = F.dropout(w, p=dropout)
@@ -85,12 +91,9 @@ def attend_eager(qm, km, vm, mask, scale, softmax="softmax", dropout=0.0, traini
 def attend_sdpa(qm, km, vm, mask, scale, *, is_causal=False, dropout=0.0, training=False):
     """PyTorch SDPA over the virtual sequence; rows with no visible key are zeroed instead of NaN."""
     empty = None
-    if mask is not None:
+    if mask is not None:  # no data-dependent branch (torch.compile fullgraph): always patch empty rows
         empty = ~mask.any(dim=-1, keepdim=True)
-        if bool(empty.any()):
-            mask = mask | empty
-        else:
-            empty = None
+        mask = mask | empty
     gqa = km.shape[1] != qm.shape[1]
     o = F.scaled_dot_product_attention(
         qm,

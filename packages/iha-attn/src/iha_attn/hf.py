@@ -64,17 +64,7 @@ def iha_attention_forward(
     n_q, n_kv, P = query.shape[2], key.shape[2], mix.P
     rope_q = rope_k = None
     if cfg["rope_mode"] == "virtual":
-        freqs = module.iha_inv_freq
-        pos = kwargs.get("position_ids")
-        qpos = (
-            pos[:, -n_q:]
-            if pos is not None
-            else torch.arange(n_kv - n_q, n_kv, device=query.device)[None].expand(query.shape[0], n_q)
-        )
-        kpos = torch.arange(n_kv, device=query.device)
-        p = torch.arange(P, device=query.device)
-        rope_q = cos_sin((qpos[..., None] * (P - 1) + p).flatten(-2), freqs)
-        rope_k = cos_sin((kpos[:, None] * (P - 1) + p).flatten(), freqs)
+        rope_q, rope_k = _virtual_rope_offsets(mix.inv_freq, n_q, n_kv, P, query.device)
     token_mask = _token_mask_from_hf(attention_mask, n_q, n_kv)
     if cfg["backend"] == "triton" and token_mask is not None:
         # the kernel builds the causal pattern itself; only a plain (bottom-right) causal mask may be dropped
@@ -103,11 +93,38 @@ def iha_attention_forward(
     return out, None
 
 
+def _virtual_rope_offsets(freqs: torch.Tensor, n_q: int, n_kv: int, P: int, device):
+    """Extra rotations that move the model's token-position RoPE to virtual positions n·P+p.
+
+    q/k arrive already rotated at their token positions; a further rotation by i·(P−1)+p, with i the
+    index *in the returned K/V* (queries are the last ``n_q`` of the ``n_kv`` keys), makes every score
+    depend on (n_q−n_k)·P + (p_q−p_k), exactly the paper's virtual-position phase difference. Using the
+    cache index (not ``position_ids``) keeps query and key offsets on one axis: a sliding-window cache
+    that dropped old tokens, or a left-padded row whose position ids start after the pads, only shifts
+    both by a constant, which RoPE cancels. Valid whenever positions are consecutive within a sequence
+    (HF generate, left padding, packed documents with reset positions).
+    """
+    p = torch.arange(P, device=device)
+    kidx = torch.arange(n_kv, device=device)
+    kpos = (kidx[:, None] * (P - 1) + p).flatten()
+    qpos = kpos[(n_kv - n_q) * P :]
+    return cos_sin(qpos, freqs), cos_sin(kpos, freqs)
+
+
 def _iha_mask(*args, **kwargs):
-    """Always build the explicit bool token mask (IHA expands it to virtual units; no is_causal skip)."""
+    """HF's SDPA mask builder, allowing the mask to be dropped only where IHA reads ``None`` exactly.
+
+    ``None`` is read as "causal, queries bottom-right aligned, no padding": exact when q_len == kv_len
+    (flat-causal then runs SDPA with ``is_causal=True``, no mask tensor) or q_len == 1 (decode). HF's
+    other skip case (a static cache's prefill, q_len < kv_len with empty future slots) would be misread,
+    so there the explicit mask is kept.
+    """
     from transformers.masking_utils import sdpa_mask
 
-    kwargs["allow_is_causal_skip"] = False
+    q_len = kwargs.get("q_length", args[1] if len(args) > 1 else None)
+    kv_len = kwargs.get("kv_length", args[2] if len(args) > 2 else None)
+    if not (isinstance(q_len, int) and isinstance(kv_len, int) and (q_len == kv_len or q_len == 1)):
+        kwargs["allow_is_causal_skip"] = False
     return sdpa_mask(*args, **kwargs)
 
 
@@ -132,7 +149,7 @@ def iha_layer_schedule(n_layers: int, local: int = 4, global_: int = 1) -> list[
     return kinds
 
 
-def _parse_layers(layers, n_layers: int) -> dict[int, bool]:
+def _parse_layers(layers, n_layers: int) -> dict[int, bool]:  # noqa: C901
     """-> {layer index: is_local}."""
     if isinstance(layers, str):
         if layers == "all":
@@ -144,6 +161,13 @@ def _parse_layers(layers, n_layers: int) -> dict[int, bool]:
             )
         kinds = iha_layer_schedule(n_layers, int(m.group(1)), int(m.group(2)))
         return {i: True for i, k in enumerate(kinds) if k == "iha_local"}
+    if isinstance(layers, dict):  # {index: is_local} (what from_pretrained restores)
+        out = {}
+        for i, loc in layers.items():
+            if not isinstance(i, int) or not 0 <= i < n_layers:
+                raise ValueError(f"layer index {i!r} out of range for a {n_layers}-layer model")
+            out[i] = bool(loc)
+        return out
     if isinstance(layers, Sequence):
         out = {}
         for i in layers:
@@ -206,14 +230,38 @@ def patch_model_with_iha(
         window=window,
     )
     chosen = _parse_layers(layers, n_layers)
+    if not chosen:
+        raise ValueError(
+            f"layers={layers!r} selects no layer of this {n_layers}-layer model (a schedule needs local >= 1 "
+            "and a model long enough to have a local layer before its forced-global last layer)"
+        )
+    if local_window is not None and (
+        isinstance(local_window, bool) or not isinstance(local_window, int) or local_window < 1
+    ):
+        raise ValueError(f"local_window must be an integer >= 1 token, got {local_window!r}")
+    if seq_len is not None and (not isinstance(seq_len, int) or seq_len < 1):
+        raise ValueError(f"seq_len must be an integer >= 1, got {seq_len!r}")
     if any(chosen.values()) and local_window is None:
         if seq_len is None:
             raise ValueError("a schedule needs local_window (tokens) or seq_len to derive W = N/(2P²)")
         local_window = max(1, seq_len // (2 * P * P))
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    already = [
+        i for i, layer in enumerate(base.layers) if getattr(layer.self_attn, "iha_mixing", None) is not None
+    ]
+    if already or getattr(cfg, "iha", None):
+        raise ValueError(
+            f"this model is already patched with IHA (layers {already}); patching again would replace its "
+            "trained mixing. Load a fresh model, or use iha_attn.from_pretrained for a saved IHA model"
+        )
     rotary = getattr(base, "rotary_emb", None)
     if rope_mode == "virtual" and rotary is None:
         raise ValueError("rope_mode='virtual' needs the model's rotary embedding (model.model.rotary_emb)")
+    if rope_mode == "virtual" and getattr(rotary, "rope_type", "default") != "default":
+        raise ValueError(
+            f"rope_mode='virtual' supports the default RoPE only, not {rotary.rope_type!r} (its scaled "
+            "frequencies/attention factor depend on the position range); use rope_mode='token'"
+        )
     device = next(model.parameters()).device
     mixes = []
     for i, is_local in sorted(chosen.items()):
@@ -221,6 +269,8 @@ def patch_model_with_iha(
         mix = IHAMixing(H, Hkv, P, collapse=collapse, init=init, init_std=init_std, mask_mode=mask_mode).to(
             device
         )
+        if rope_mode == "virtual":  # fp32 RoPE table, kept fp32 by IHAMixing under model.to(bf16)
+            mix.register_buffer("inv_freq", rotary.inv_freq.detach().clone().float(), persistent=False)
         attn.iha_mixing = mix
         attn.iha_cfg = {
             "mask_mode": mask_mode,
@@ -228,9 +278,20 @@ def patch_model_with_iha(
             "window": local_window if is_local else window,
             "backend": backend,
         }
-        if rope_mode == "virtual":
-            attn.register_buffer("iha_inv_freq", rotary.inv_freq.detach().clone().float(), persistent=False)
         mixes.append(mix)
+    cfg.iha = {  # saved by save_pretrained; iha_attn.from_pretrained rebuilds the exact patch from it
+        "version": 1,
+        "layers": sorted(chosen),
+        "local_layers": sorted(i for i, loc in chosen.items() if loc),
+        "P": P,
+        "collapse": collapse,
+        "mask_mode": mask_mode,
+        "rope_mode": rope_mode,
+        "window": window,
+        "local_window": local_window if any(chosen.values()) else None,
+        "backend": backend,
+        "attn_name": name,
+    }
     register_iha_attention(name)
     try:
         model.set_attn_implementation(name)
@@ -248,3 +309,91 @@ def iha_param_groups(model: nn.Module, lr: float, weight_decay: float = 0.1, mix
         {"params": rest, "lr": lr, "weight_decay": weight_decay},
         {"params": mixp, "lr": mix_lr or lr, "weight_decay": 0.0},
     ]
+
+
+def _checkpoint_tensors(path, wanted: set[str]) -> dict[str, torch.Tensor]:
+    """Read the named tensors from a saved model folder (single or sharded safetensors)."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    root = Path(path)
+    index = root / "model.safetensors.index.json"
+    if index.is_file():
+        files = sorted({root / f for f in json.loads(index.read_text())["weight_map"].values()})
+    elif (root / "model.safetensors").is_file():
+        files = [root / "model.safetensors"]
+    else:
+        raise FileNotFoundError(f"no model.safetensors (or its index) in {str(path)!r}")
+    out = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                if k in wanted:
+                    out[k] = fh.get_tensor(k)
+    return out
+
+
+def from_pretrained(path, *, backend: str | None = None, **kwargs):
+    """Load a model saved (``save_pretrained``) after `patch_model_with_iha` as the exact patched model.
+
+    The IHA settings are read from the ``iha`` entry of its ``config.json``; the base weights are
+    loaded by ``AutoModelForCausalLM.from_pretrained(path, **kwargs)``, the same layers are patched, and
+    every saved α/R is copied in (a missing or extra IHA tensor raises). ``backend`` overrides the
+    saved backend (e.g. ``"sdpa"`` on a machine without CUDA). α and R stay fp32 whatever ``dtype``.
+    A plain ``AutoModelForCausalLM.from_pretrained`` would silently return standard attention.
+    """
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"{str(path)!r} is not a saved model folder")
+    config = AutoConfig.from_pretrained(path)
+    iha = getattr(config, "iha", None)
+    if not isinstance(iha, dict) or iha.get("version") != 1:
+        raise ValueError(
+            f"{str(path)!r} has no usable 'iha' entry in its config.json (not saved from a model patched by "
+            "iha_attn.hf.patch_model_with_iha); load it with AutoModelForCausalLM.from_pretrained"
+        )
+    del config.iha
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the α/R tensors are "unused" until the patch below re-attaches them
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    local = set(iha["local_layers"])
+    patch_model_with_iha(
+        model,
+        layers={int(i): int(i) in local for i in iha["layers"]},
+        P=iha["P"],
+        collapse=iha["collapse"],
+        mask_mode=iha["mask_mode"],
+        rope_mode=iha["rope_mode"],
+        init="normal",
+        window=iha["window"],
+        local_window=iha["local_window"],
+        backend=backend or iha["backend"],
+        name=iha.get("attn_name", ATTN_NAME),
+    )
+    names = {n for n, _ in model.named_parameters() if ".iha_mixing." in n}
+    state = _checkpoint_tensors(path, names | {n.replace("model.", "", 1) for n in names})
+    params = dict(model.named_parameters())
+    missing = []
+    with torch.no_grad():
+        for n in sorted(names):
+            t = state.get(n, state.get(n.replace("model.", "", 1)))
+            if t is None:
+                missing.append(n)
+                continue
+            if t.shape != params[n].shape:
+                raise ValueError(f"{n}: saved shape {tuple(t.shape)} != patched {tuple(params[n].shape)}")
+            params[n].copy_(t)
+    if missing:
+        raise ValueError(
+            f"{str(path)!r} lacks {len(missing)} IHA tensors (e.g. {missing[0]}): checkpoint is incomplete"
+        )
+    return model

@@ -5,6 +5,29 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def keep_fp32_apply(module: nn.Module, fn, recurse: bool, names=None):
+    """Run ``nn.Module._apply`` but never move an fp32 tensor to a lower-precision float dtype.
+
+    ``model.to(torch.bfloat16)`` / ``.half()`` then keep these tensors in fp32 (values untouched, device
+    still follows); ``.double()`` is allowed (more precision). ``names`` limits the guard to some
+    parameters/buffers (None = all of this module's own tensors).
+    """
+
+    def guarded(t):
+        out = fn(t)
+        if (
+            t.dtype == torch.float32
+            and out.dtype in _LOW_PRECISION
+            and (names is None or any(t is getattr(module, n, None) for n in names))
+        ):
+            out = t.to(device=out.device)
+        return out
+
+    return nn.Module._apply(module, guarded, recurse)
+
 
 class IHAMixing(nn.Module):
     """Mixing tensors α ∈ R^{Hs×Hs×P} indexed [source m, target h, pseudo p] and the collapse R.
@@ -43,6 +66,9 @@ class IHAMixing(nn.Module):
         r_shape = (num_heads, num_heads * P) if collapse == "global" else (num_heads, P)
         self.R = nn.Parameter(torch.zeros(*r_shape, dtype=f32))
         self.reset_parameters(init, init_std)
+
+    def _apply(self, fn, recurse=True):  # α, R (and a RoPE table) stay fp32 under .to(bf16) / .half()
+        return keep_fp32_apply(self, fn, recurse)
 
     def alphas(self):
         return [a for a in (self.alpha_q, self.alpha_k, self.alpha_v) if a is not None]

@@ -10,7 +10,7 @@ from torch import nn
 from .cache import IHAKVCache
 from .config import IHAConfig
 from .functional import collapse, iha_attention, mix_heads
-from .mixing import IHAMixing
+from .mixing import IHAMixing, keep_fp32_apply
 from .rope import apply_rope, cos_sin, inv_freq, virtual_positions
 
 
@@ -21,8 +21,8 @@ class _HeadRMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float64 stays float64
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
 
 
 class InterleavedHeadAttention(nn.Module):
@@ -60,6 +60,9 @@ class InterleavedHeadAttention(nn.Module):
         )
         if c.rope_mode != "none":
             self.register_buffer("inv_freq", inv_freq(d, c.rope_theta), persistent=False)
+
+    def _apply(self, fn, recurse=True):  # the RoPE table stays fp32 under .to(bf16); α/R via IHAMixing
+        return keep_fp32_apply(self, fn, recurse, names=("inv_freq",))
 
     # ------------------------------------------------------------------ helpers
     def extra_param_count(self) -> int:
@@ -116,8 +119,14 @@ class InterleavedHeadAttention(nn.Module):
             position_ids = torch.arange(past, past + n, device=x.device)
         position_ids = position_ids.expand(b, n) if position_ids.dim() == 1 else position_ids
         q, k, v = self._project(x)
+        freqs, rdt = None, torch.float32
+        if c.rope_mode != "none":
+            freqs = self.inv_freq
+            if x.dtype == torch.float64:  # float64 inputs get float64 RoPE tables, not fp32 ones
+                rdt = torch.float64
+                freqs = inv_freq(c.head_dim, c.rope_theta, device=x.device, dtype=rdt)
         if c.rope_mode == "token":  # rotate before mixing: mixing commutes with a same-position rotation
-            cq, sq = cos_sin(position_ids, self.inv_freq)
+            cq, sq = cos_sin(position_ids, freqs, dtype=rdt)
             q, k = apply_rope(q, cq, sq), apply_rope(k, cq, sq)
         if use_cache and past_key_value is None:
             past_key_value = IHAKVCache()
@@ -126,8 +135,8 @@ class InterleavedHeadAttention(nn.Module):
             k, v, kpos = past_key_value.update(k, v, position_ids, self.layer_idx)
         rope_q = rope_k = None
         if c.rope_mode == "virtual":
-            rope_q = cos_sin(virtual_positions(position_ids, P), self.inv_freq)
-            rope_k = cos_sin(virtual_positions(kpos, P), self.inv_freq)
+            rope_q = cos_sin(virtual_positions(position_ids, P), freqs, dtype=rdt)
+            rope_k = cos_sin(virtual_positions(kpos, P), freqs, dtype=rdt)
         tmask = self._token_mask(attention_mask, n, k.shape[2], b)
         if c.backend == "triton" and n == 1 and past > 0 and tmask is None:
             o = self._triton_decode(q, k, v, rope_q, rope_k)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 
-def inv_freq(dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
-    """Standard RoPE inverse frequencies for an even ``dim``."""
+def inv_freq(dim: int, theta: float = 10000.0, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard RoPE inverse frequencies for an even ``dim`` (fp32, or fp64 for float64 models)."""
     if dim % 2:
         raise ValueError(f"RoPE needs an even head dim, got {dim}")
-    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=dtype, device=device) / dim))
 
 
 def virtual_positions(positions: torch.Tensor, P: int) -> torch.Tensor:
@@ -22,9 +22,9 @@ def virtual_positions(positions: torch.Tensor, P: int) -> torch.Tensor:
     return (positions[..., :, None] * P + p).flatten(-2)
 
 
-def cos_sin(positions: torch.Tensor, freqs: torch.Tensor, scaling: float = 1.0):
-    """cos/sin tables ``[..., L, dim]`` for integer positions ``[..., L]`` (fp32)."""
-    ang = positions[..., None].to(torch.float32) * freqs.to(device=positions.device, dtype=torch.float32)
+def cos_sin(positions: torch.Tensor, freqs: torch.Tensor, scaling: float = 1.0, dtype=torch.float32):
+    """cos/sin tables ``[..., L, dim]`` for integer positions ``[..., L]`` (fp32; fp64 if asked)."""
+    ang = positions[..., None].to(dtype) * freqs.to(device=positions.device, dtype=dtype)
     emb = torch.cat((ang, ang), dim=-1)
     return emb.cos() * scaling, emb.sin() * scaling
 
