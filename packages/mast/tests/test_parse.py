@@ -175,3 +175,28 @@ def test_no_or_incorrect_verification_variants_read_the_answer():
 def test_section_headers_read_without_unguarded_matches():
     p = parse_judge_output("A. summary line\nmore summary\nB. yes/no: yes\nC.\n1.1 no")
     assert p.summary == "summary line more summary" and p.task_completed is True
+
+
+def test_json_object_embedded_in_prose():
+    r = (
+        'Having read the trace, my verdict is {"summary": "s", "task_completed": false, "failure_modes": '
+        '{"1.1": {"present": true, "evidence": "x"}, "2.2": false}} and nothing else.'
+    )
+    p = parse_judge_output(r)
+    assert p.format == "json" and p.labels["1.1"] is True and p.labels["2.2"] is False
+    assert p.task_completed is False
+
+
+def test_c_block_at_the_top_is_closed_by_later_sections():
+    p = parse_judge_output("C.\n1.1 yes\nA. The trace quotes\n1.1 no\nB. yes")
+    assert p.labels["1.1"] is True and "conflict:1.1" not in p.issues and p.task_completed is True
+
+
+def test_compound_no_without_a_known_name_or_colon():
+    assert parse_judge_output("C.\n3.2 No/incorrect checks -> yes").labels["3.2"] is True
+    assert parse_judge_output("C.\n3.2 incorrect/no checks -> yes").labels["3.2"] is True
+    assert parse_judge_output("C.\n3.2 no or incorrect checks -> no").labels["3.2"] is False
+
+
+def test_answer_after_the_first_colon_of_an_unknown_name():
+    assert parse_judge_output("C.\n1.1 Some other wording: detail: yes").labels["1.1"] is True
