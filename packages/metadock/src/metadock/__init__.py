@@ -10,6 +10,22 @@ from .trainers import IMAMLTrainer, MAMLTrainer
 
 __version__ = "0.1.0"
 
+# Submodules with heavier imports (datasets, PIL) load on first attribute access: `md.data.glyphs(...)`.
+_LAZY_SUBMODULES = ("bench", "checkpoint", "cli", "data")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
     "AdaptedTask",
     "BinarizeSTE",

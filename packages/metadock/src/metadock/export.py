@@ -102,6 +102,81 @@ def _slim_sequential_chains(net: nn.Module) -> None:
             items = list(seq.named_children())
 
 
+COMPACT_FORMAT = "metadock-compact"
+
+
+def save_compact(model: nn.Module, path, meta: dict | None = None):
+    """Save an exported compact model as a state dict + architecture config in one torch file, written
+    atomically and loadable with `torch.load(weights_only=True)` (no pickled classes): see
+    `load_compact`. Needs a model exported from a Conv4-based MetaDOCK (it carries `config`)."""
+    from paperworks_shared.files import atomic_torch_save
+
+    cfg = getattr(model, "config", None)
+    if not isinstance(cfg, dict):
+        raise ValueError("save_compact needs a model exported from a Conv4-based MetaDOCK (no .config)")
+    blob = {
+        "format": COMPACT_FORMAT,
+        "version": 1,
+        "net": dict(cfg),
+        "meta": dict(meta or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    return atomic_torch_save(blob, path)
+
+
+def load_compact(path) -> nn.Module:
+    """Rebuild a compact model saved by `save_compact` (weights-only load; slimmed layer widths are
+    read from the stored tensors). Raises ValueError naming the file if it is not such a file."""
+    from pathlib import Path
+
+    from .models import Conv4
+
+    path = Path(path)
+    try:
+        blob = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} cannot be read as a metadock compact model ({msg})") from None
+    if not isinstance(blob, dict) or blob.get("format") != COMPACT_FORMAT:
+        raise ValueError(f"{path} is not a metadock compact model (no format {COMPACT_FORMAT!r})")
+    sd = blob["state_dict"]
+    try:
+        net = Conv4(**blob["net"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid architecture config ({e})") from None
+    dtype = next((v.dtype for v in sd.values() if v.is_floating_point()), torch.float32)
+    for mod in list(net.modules()):
+        for name, child in list(mod.named_children()):
+            full = next(n for n, m in net.named_modules() if m is child)
+            if isinstance(child, nn.Conv2d) and f"{full}.weight" in sd:
+                w = sd[f"{full}.weight"]
+                b = sd.get(f"{full}.bias")
+                setattr(mod, name, _plain_conv(child, torch.zeros_like(w, dtype=dtype), b))
+            elif isinstance(child, nn.BatchNorm2d) and f"{full}.weight" in sd:
+                setattr(
+                    mod,
+                    name,
+                    nn.BatchNorm2d(
+                        sd[f"{full}.weight"].shape[0],
+                        eps=child.eps,
+                        momentum=child.momentum,
+                        affine=child.affine,
+                        track_running_stats=child.track_running_stats,
+                        dtype=dtype,
+                    ),
+                )
+    net.to(dtype)
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: weights do not match the architecture ({str(e).splitlines()[0]})"
+        ) from None
+    return net.eval()
+
+
 def count(model: nn.Module, input_size: tuple[int, ...] | None = None) -> dict[str, int]:
     """Parameters, active (non-zero) 3x3 kernels and stored conv weights of a (compact) model;
     with `input_size` (C, H, W) also dense and effective (active-kernel) multiply-accumulates."""

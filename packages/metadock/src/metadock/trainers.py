@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .dock import AdaptedTask, MetaDOCK, Params
-from .implicit import hvp_fn, implicit_meta_grad
+from .implicit import CGBreakdown, hvp_fn, implicit_meta_grad
 from .tasks import Task
 
 BACKENDS = ("torch.func", "higher")
@@ -157,7 +158,19 @@ class _Base:
         bar = tqdm(range(meta_steps), desc=type(self).__name__, disable=not progress, leave=False)
         for i in bar:
             self.step_count = i
-            rec = self.meta_step(sampler.sample_batch(self.meta_batch))
+            try:
+                rec = self.meta_step(sampler.sample_batch(self.meta_batch))
+            except CGBreakdown as e:
+                raise FloatingPointError(
+                    f"meta-training diverged at step {i + 1}/{meta_steps}: {e}; lower the learning rates"
+                ) from e
+            if not math.isfinite(rec["query_loss"]) or not all(
+                torch.isfinite(p).all() for p in self.dock.parameters()
+            ):
+                raise FloatingPointError(
+                    f"meta-training diverged at step {i + 1}/{meta_steps} (query loss "
+                    f"{rec['query_loss']}, or non-finite parameters): lower the inner/outer learning rate"
+                )
             bar.set_postfix(loss=f"{rec['query_loss']:.3f}", r=f"{rec['remaining']:.2f}")
             if val_tasks is not None and val_every and ((i + 1) % val_every == 0 or i + 1 == meta_steps):
                 acc = self.evaluate(val_tasks, progress=False).acc
@@ -201,7 +214,7 @@ class IMAMLTrainer(_Base):
         inner_lr: float = 5e-3,
         inner_steps: int = 16,
         lam: float = 0.5,
-        cg_steps: int = 5,
+        cg_steps: int | None = None,
         cg_damping: float = 1.0,
         lam_damping: float = 10.0,
         mode: str = "faithful",
@@ -212,9 +225,18 @@ class IMAMLTrainer(_Base):
         adapt_gates: bool = True,
         dense: bool = False,
         train_gates: bool = True,
+        cg_tol: float | None = None,
     ):
         if mode not in ("faithful", "exact"):
             raise ValueError(f"mode must be 'faithful' or 'exact', got {mode!r}")
+        if cg_steps is None:  # official code: 5 iterations; exact iMAML: CG to tolerance (capped)
+            cg_steps = 5 if mode == "faithful" else 50
+        if isinstance(cg_steps, bool) or not isinstance(cg_steps, int) or cg_steps < 0:
+            raise ValueError(f"cg_steps must be an int >= 0, got {cg_steps!r}")
+        if not (lam > 0 and math.isfinite(lam)):
+            raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
+        if cg_tol is not None and not (cg_tol >= 0 and math.isfinite(cg_tol)):
+            raise ValueError(f"cg_tol must be a finite number >= 0, got {cg_tol!r}")
         super().__init__(
             dock,
             inner_lr,
@@ -229,6 +251,24 @@ class IMAMLTrainer(_Base):
         )
         self.mode, self.lam, self.cg_steps = mode, lam, cg_steps
         self.cg_damping, self.lam_damping = cg_damping, lam_damping
+        # relative CG residual at which the solve counts as converged; None: 100 x machine epsilon
+        # of the parameters' dtype (1.2e-5 in float32, 2.2e-14 in float64)
+        self.cg_tol = cg_tol
+        self._cg_log: list[tuple[int, float]] = []
+        self._warned = False
+
+    def _tol(self, dtype: torch.dtype) -> float:
+        return self.cg_tol if self.cg_tol is not None else 100 * torch.finfo(dtype).eps
+
+    def meta_step(self, tasks: Sequence[Task]) -> dict:
+        """One outer step; the record also holds the largest CG iteration count and final relative
+        residual over the meta-batch (`cg_iters`, `cg_residual`)."""
+        self._cg_log = []
+        rec = super().meta_step(tasks)
+        if self._cg_log:
+            rec["cg_iters"] = max(i for i, _ in self._cg_log)
+            rec["cg_residual"] = max(r for _, r in self._cg_log)
+        return rec
 
     def adapt(self, task: Task, steps: int | None = None) -> AdaptedTask:
         steps = self.inner_steps if steps is None else steps
@@ -262,7 +302,27 @@ class IMAMLTrainer(_Base):
             return F.cross_entropy(dock.fforward(p, task.support_x, mode), task.support_y)
 
         hvp = hvp_fn(support_loss, [phi[n] for n in adapted_names])
-        x = implicit_meta_grad(hvp, g, self.lam, self.mode, self.cg_steps, self.cg_damping, self.lam_damping)
+        x, iters, resid = implicit_meta_grad(
+            hvp,
+            g,
+            self.lam,
+            self.mode,
+            self.cg_steps,
+            self.cg_damping,
+            self.lam_damping,
+            tol=self._tol(g.dtype),
+            info=True,
+        )
+        self._cg_log.append((iters, resid))
+        if self.mode == "exact" and resid > self._tol(g.dtype) and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"exact iMAML: CG stopped after {iters} steps at relative residual {resid:.2g} "
+                f"(> tol {self._tol(g.dtype):.2g}); the meta-gradient is approximate (the operator "
+                "I + H/lam may be indefinite: raise lam or cg_steps). Per-step values are in history.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         out, i = {n: gd[n] for n in direct_names}, 0
         for n in adapted_names:
             k = phi[n].numel()
