@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import torch
 
-from paperworks_shared.cache import cache_dir, is_complete, mark_complete
+from paperworks_shared.cache import get_or_build
 from paperworks_shared.repro import seed_everything
 
 from .discover import gated_units
@@ -37,19 +37,17 @@ def dense_tracker(arch: str, seed: int, cfg: dict, pool) -> tuple[torch.nn.Modul
         "config": build_tracker(arch).config,
         "torch": torch.__version__,
     }
-    d = cache_dir("tracker-prune-dense", key)
-    if is_complete(d):
-        m = load(d / "model.pt")
-        m._cache_key = key
-        return m, True
-    seed_everything(seed)
-    m = build_tracker(arch)
-    train(m, cfg["dense"], pool, batch=cfg["batch"], seed=seed, desc=f"dense {arch}")
-    d.mkdir(parents=True, exist_ok=True)
-    save(m, d / "model.pt")
-    mark_complete(d, key)
+
+    def build(staging):  # trained once; concurrent callers wait on the cache lock (issue 17 §5)
+        seed_everything(seed)
+        m = build_tracker(arch)
+        train(m, cfg["dense"], pool, batch=cfg["batch"], seed=seed, desc=f"dense {arch}")
+        save(m, staging / "model.pt")
+
+    d, hit = get_or_build("tracker-prune-dense", key, build)
+    m = load(d / "model.pt")
     m._cache_key = key
-    return m, False
+    return m, hit
 
 
 def search(dense, method: str, seed: int, cfg: dict, pool, budget: float | None = None):
@@ -58,33 +56,38 @@ def search(dense, method: str, seed: int, cfg: dict, pool, budget: float | None 
     ViT-Slim / NetSlim searches are cached like the dense trackers (keyed by the dense tracker's key,
     the method, steps and weights); ChipNet searches are not (their annealing state is not saved).
     """
-    key = None
-    if method != "chipnet":
-        key = {"dense": getattr(dense, "_cache_key", None), "method": method, "seed": seed}
-        key.update(steps=cfg["search"], batch=cfg["batch"], weights=SEARCH_W, v=CACHE_VERSION)
-        d = cache_dir("tracker-prune-search", key)
-        if key["dense"] is not None and is_complete(d):
-            m = load(d / "model.pt")
-            return m, Pruner(m, method, weights=SEARCH_W, seed=seed)
-    m = copy.deepcopy(dense)
-    p = Pruner(m, method, weights=SEARCH_W, seed=seed, budget=budget if method == "chipnet" else None)
-    train(
-        m,
-        cfg["search"],
-        pool,
-        batch=cfg["batch"],
-        lr=1e-3,
-        seed=seed + 2,
-        regularizer=p.regularizer,
-        callback=p.search_callback(cfg["search"]),
-        gate_lr=cfg["chip_gate_lr"] if method == "chipnet" else None,
-        desc=f"search {method}",
-    )
-    if key is not None and key["dense"] is not None:
-        d.mkdir(parents=True, exist_ok=True)
-        save(m, d / "model.pt")
-        mark_complete(d, key)
-    return m, p
+
+    def run(m):
+        p = Pruner(m, method, weights=SEARCH_W, seed=seed, budget=budget if method == "chipnet" else None)
+        train(
+            m,
+            cfg["search"],
+            pool,
+            batch=cfg["batch"],
+            lr=1e-3,
+            seed=seed + 2,
+            regularizer=p.regularizer,
+            callback=p.search_callback(cfg["search"]),
+            gate_lr=cfg["chip_gate_lr"] if method == "chipnet" else None,
+            desc=f"search {method}",
+        )
+        return p
+
+    dense_key = getattr(dense, "_cache_key", None)
+    if method == "chipnet" or dense_key is None:
+        m = copy.deepcopy(dense)
+        return m, run(m)
+    key = {"dense": dense_key, "method": method, "seed": seed}
+    key.update(steps=cfg["search"], batch=cfg["batch"], weights=SEARCH_W, v=CACHE_VERSION)
+
+    def build(staging):
+        m = copy.deepcopy(dense)
+        run(m)
+        save(m, staging / "model.pt")
+
+    d, _ = get_or_build("tracker-prune-search", key, build)
+    m = load(d / "model.pt")
+    return m, Pruner(m, method, weights=SEARCH_W, seed=seed)
 
 
 def prune_eval(base, method, budget, scope, cfg, pool, test, seed, min_keep=1, pruner=None):

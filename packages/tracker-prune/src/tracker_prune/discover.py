@@ -8,6 +8,7 @@ are produced by one conv and consumed by another inside the same block. Residual
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,10 +29,12 @@ def _pairs_for(mod: nn.Module) -> tuple[tuple[str, str, str], ...]:
     pairs = getattr(mod, "prunable_pairs", None)
     if pairs is not None:
         return tuple(pairs)
-    try:
-        from timm.models.resnet import BasicBlock, Bottleneck
-    except ImportError:  # pragma: no cover
+    # no import: if timm's resnet module was never imported, no model can hold its blocks (and
+    # importing timm.models imports every timm model family, which is slow)
+    resnet = sys.modules.get("timm.models.resnet")
+    if resnet is None:
         return ()
+    BasicBlock, Bottleneck = resnet.BasicBlock, resnet.Bottleneck
     if isinstance(mod, Bottleneck):
         _require_identity(mod, ("drop_block", "aa"), "Bottleneck")
         return (("conv1", "bn1", "conv2"), ("conv2", "bn2", "conv3"))
@@ -153,6 +156,8 @@ _KNOWN_REASONS = {
     "GluMlp": "GLU MLP: hidden units come in (value, gate) pairs, no pruning rule",
     "SwiGLU": "SwiGLU MLP: hidden units come in (value, gate) pairs, no pruning rule",
     "SwiGLUPacked": "SwiGLU MLP: hidden units come in (value, gate) pairs, no pruning rule",
+    "SlimAttention": "already slimmed (physically smaller): prune the gated model before slimming",
+    "SlimMlp": "already slimmed (physically smaller): prune the gated model before slimming",
     "GatedMlp": "gated MLP (gMLP spatial gating unit): no pruning rule",
     "ConvMlp": "ConvMlp (norm between fc1 and fc2): no pruning rule",
 }

@@ -54,8 +54,15 @@ def describe(model: nn.Module) -> dict:
     return spec
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable tracker-prune checkpoint (corrupt, truncated, foreign)."""
+
+
 def save(model: nn.Module, path: str | Path) -> None:
-    torch.save({"spec": describe(model), "state_dict": model.state_dict()}, path)
+    """Write atomically (temp file + rename): a crash never leaves a truncated checkpoint at ``path``."""
+    from paperworks_shared.files import atomic_torch_save
+
+    atomic_torch_save({"spec": describe(model), "state_dict": model.state_dict()}, path)
 
 
 def _resize_pair(pair, c: int) -> None:
@@ -94,7 +101,32 @@ def _resize_pair(pair, c: int) -> None:
 
 
 def load(path: str | Path) -> nn.Module:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    """Rebuild a model saved by `save` (``weights_only=True``: no code in the file is ever run).
+
+    A missing file raises FileNotFoundError; anything else that is not a checkpoint written by `save`
+    (corrupt, truncated, another program's file, mismatched weights) raises `CheckpointError` naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such checkpoint file", str(path))
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip / unsupported-global errors all mean "not our checkpoint"
+        raise CheckpointError(f"{path}: not a readable tracker-prune checkpoint ({_short(e)})") from e
+    if not isinstance(blob, dict) or not isinstance(blob.get("spec"), dict) or "state_dict" not in blob:
+        raise CheckpointError(f"{path}: not a tracker-prune checkpoint (no 'spec' / 'state_dict')")
+    try:
+        return _rebuild(blob)
+    except Exception as e:
+        raise CheckpointError(f"{path}: checkpoint does not match its architecture spec ({_short(e)})") from e
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def _rebuild(blob: dict) -> nn.Module:
     spec = blob["spec"]
     model = TRACKERS[spec["arch"]](**spec["config"])
     widths = spec.get("residual_widths", {})
