@@ -1,8 +1,13 @@
-"""The console script end to end on tiny settings: Group-DRO teacher, CNN student, resume, analysis."""
+"""The console script: end to end on tiny settings, the train-weighted average, and a bad-input table.
+
+Every bad input must exit 2 with one line naming the problem (paperworks_shared.cli convention), found
+before any training (train_teacher is replaced by a function that fails the test if it is called).
+"""
 
 import json
 
 import pytest
+import torch
 
 from early_readout.cli import build_parser, main
 
@@ -42,8 +47,145 @@ def test_cli_train_resume_and_analyze(tmp_path, capsys):
     assert res["n"] == 1078 and 0.0 <= res["minority_base_rate"] < 0.06
 
 
-def test_cli_rejects_unknown_dataset_and_layer():
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--dataset", "mnist"])
-    with pytest.raises(KeyError, match="not found"):
-        main(["analyze-readout", "--student", "mlp-tiny", "--readout-layer", "layer9"])
+def _tiny_train(out, *extra):
+    return [
+        "train",
+        "--teacher-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--method",
+        "kd",
+        "--selector",
+        "last",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
+def test_cli_reports_a_finite_train_weighted_average(tmp_path, capsys):
+    """Issue 18: test_weighted_avg was always NaN (no train group counts were passed). It must equal
+    sum_g p_train(g) * acc_g, computed here independently from the saved student."""
+    from early_readout.data import load_splits
+    from early_readout.models import build_model
+
+    out = tmp_path / "run"
+    assert main(_tiny_train(out)) == 0
+    res = json.loads((out / "metrics.json").read_text())
+    sp = load_splits("spurious-digits", 0, 0.95)
+    student = build_model("mlp-tiny", sp.input_shape, 2)
+    student.load_state_dict(torch.load(out / "student.pt", weights_only=True))
+    x, y, g, _ = sp.test.tensors
+    with torch.no_grad():
+        pred = student(x).argmax(1)
+    counts = torch.bincount(sp.train_groups, minlength=4).double()
+    assert res["train_group_counts"] == counts.long().tolist()
+    acc = torch.stack([(pred[g == k] == y[g == k]).double().mean() for k in range(4)])
+    expected = float((counts / counts.sum() * acc).sum())
+    assert res["test_weighted_avg"] == pytest.approx(expected, abs=1e-9)
+    assert res["test_avg"] == pytest.approx(float((pred == y).double().mean()), abs=1e-9)
+    # the balanced test set makes the two averages differ: a copy of test_avg would fail the line above
+    assert abs(res["test_weighted_avg"] - res["test_avg"]) > 0 or acc.std() == 0
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    import early_readout.teacher as t
+
+    def boom(*a, **k):
+        raise AssertionError("training started before the bad input was reported")
+
+    monkeypatch.setattr(t, "train_teacher", boom)
+
+
+def _bad_files(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    trunc = tmp_path / "trunc.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, trunc)
+    trunc.write_bytes(trunc.read_bytes()[:200])
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "meta": _Arbitrary()}, pickled)  # needs weights_only=False: refused
+    wrong = tmp_path / "wrong_arch.pt"
+    torch.save({"state_dict": {"fc.weight": torch.zeros(3, 3)}, "meta": {}}, wrong)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    return {"garbage": garbage, "trunc": trunc, "pickled": pickled, "wrong": wrong, "afile": afile}
+
+
+class _Arbitrary:
+    pass
+
+
+BAD = [
+    (["train", "--epochs", "-3"], "--epochs"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--batch-size", "-64"], "--batch-size"),
+    (["train", "--teacher-epochs", "-1"], "--teacher-epochs"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--lr", "-0.1"], "--lr"),
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--weight-decay", "-1"], "--weight-decay"),
+    (["train", "--temperature", "0"], "--temperature"),
+    (["train", "--kd-alpha", "1.5"], "--kd-alpha"),
+    (["train", "--train-correlation", "2"], "--train-correlation"),
+    (["train", "--max-weight", "0.5"], "--max-weight"),
+    (["train", "--reweigh-every", "-1"], "--reweigh-every"),
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--image-size", "0"], "--image-size"),
+    (["train", "--dataset", "mnist"], "--dataset"),
+    (["train", "--data-root", "/no/such/dir"], "--data-root"),
+    (["train", "--dataset", "waterbirds"], "needs --data-root"),
+    (["train", "--teacher-ckpt", "/no/such/teacher.pt"], "--teacher-ckpt"),
+    (["train", "--teacher-ckpt", "{garbage}"], "cannot be read safely"),
+    (["train", "--teacher-ckpt", "{trunc}"], "cannot be read safely"),
+    (["train", "--teacher-ckpt", "{pickled}"], "cannot be read safely"),
+    (["train", "--teacher-ckpt", "{wrong}"], "does not fit"),
+    (["train", "--readout-layer", "layer9"], "readout layer 'layer9' not found"),
+    (["train", "--student", "no-such-model"], "--student 'no-such-model'"),
+    (["train", "--out", "{afile}"], "not a directory"),
+    (["train", "--out", "{afile}/sub"], "not writable"),
+    (["analyze-readout", "--student-ckpt", "/no/such.pt"], "--student-ckpt"),
+    (["analyze-readout", "--student-ckpt", "{garbage}"], "cannot be read safely"),
+    (["analyze-readout", "--student-ckpt", "{wrong}"], "does not fit"),
+    (["analyze-readout", "--readout-epochs", "0"], "--readout-epochs"),
+    (["analyze-readout", "--readout-lr", "nan"], "--readout-lr"),
+    (["smoke", "--epochs", "-5"], "--epochs"),
+    (["smoke", "--seed", "x"], "--seed"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_exits_2_with_one_line(argv, message, tmp_path, capsys, no_training):
+    files = _bad_files(tmp_path)
+    argv = [a.format(**files) for a in argv]
+    if argv[0] == "train" and "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("early-readout"), err
+    assert "error:" in last and message in last, err
+    assert "Traceback" not in err
+
+
+def test_corrupt_resume_checkpoint_is_reported_before_training(tmp_path, capsys, no_training):
+    out = tmp_path / "run"
+    (out / "ckpt").mkdir(parents=True)
+    (out / "ckpt" / "last.pt").write_bytes(b"\x00" * 64)
+    assert main(["train", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "last.pt" in err and "cannot be read safely" in err and "--no-resume" in err
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="readout layer 'layer9' not found"):
+        main(["train", "--readout-layer", "layer9", "--out", str(tmp_path), "--debug"])
+
+
+def test_help_is_available():
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["--help"])
+    assert e.value.code == 0

@@ -27,7 +27,9 @@ def test_unit_weights_equal_plain_kd_exactly(normalize):
     x = torch.randn(16, 2)
     y = torch.randint(0, 2, (16,))
     idx = torch.arange(16) * 3
-    d = EarlyReadoutDistiller(teacher, student, 2, 64, readout_layer="layer1", normalize=normalize)
+    d = EarlyReadoutDistiller(
+        teacher, student, 2, 64, readout_layer="layer1", normalize=normalize, batch_schema=("x", "y", "idx")
+    )
     loss, _ = d.loss((x, y, idx))
     with torch.no_grad():
         t = teacher(x)
@@ -43,7 +45,14 @@ def test_weights_multiply_kd_and_ce_terms_and_batch_normalisation():
     x, y = torch.randn(4, 2), torch.tensor([0, 1, 1, 0])
     idx = torch.tensor([5, 1, 7, 2])
     d = EarlyReadoutDistiller(
-        teacher, student, 2, 8, readout_layer="layer1", kd_alpha=0.25, normalize="batch"
+        teacher,
+        student,
+        2,
+        8,
+        readout_layer="layer1",
+        kd_alpha=0.25,
+        normalize="batch",
+        batch_schema=("x", "y", "idx"),
     )
     w = torch.tensor([1.0, 3.0, 1.0, 1.0, 1.0, 10.0, 1.0, 2.0])
     d.set_weights(w)
@@ -230,17 +239,49 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         EarlyReadoutDistiller(torch.zeros(11, 2), student, 2, 10, readout_layer="layer1")
     # a teacher whose class count cannot be read off the module is caught at the first batch
     opaque = nn.Sequential(nn.Linear(2, 3))
-    d = EarlyReadoutDistiller(opaque, student, 2, 10, readout_layer="layer1")
+    d = EarlyReadoutDistiller(opaque, student, 2, 10, readout_layer="layer1", batch_schema="x,y,idx")
     with pytest.raises(ValueError, match="must both output num_classes"):
         d.loss((torch.randn(2, 2), torch.tensor([0, 1]), torch.tensor([0, 1])))
     d = EarlyReadoutDistiller(teacher, student, 2, 10, readout_layer="layer1")
     with pytest.raises(IndexError, match="another dataset"):
-        d.loss((torch.randn(2, 2), torch.tensor([0, 1]), torch.tensor([3, 10])))
+        d.loss((torch.randn(2, 2), torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor([3, 10])))
     other = EarlyReadoutDistiller(teacher, student, 2, 12, readout_layer="layer1")
     other.save_weights(tmp_path / "w.pt")
     with pytest.raises(ValueError, match="dataset of 12 examples"):
         d.load_weights(tmp_path / "w.pt")
     with pytest.raises(ValueError, match="another size"):
         d.set_weights(torch.ones(12))
-    with pytest.raises(ValueError, match=r"\(x, y, g, idx"):
+    with pytest.raises(ValueError, match=r"2 fields but batch_schema \('x', 'y', 'g', 'idx'\)"):
         d.loss((torch.randn(2, 2), torch.tensor([0, 1])))
+
+
+class _Evil:
+    """Unpickling this would run code under weights_only=False."""
+
+    def __reduce__(self):
+        return (print, ("unpickled arbitrary code",))
+
+
+def test_checkpoints_are_weights_only_safe_and_foreign_pickles_refused(tmp_path, capsys):
+    from early_readout.distill import load_checkpoint
+    from early_readout.errors import CheckpointError
+
+    x, y, g, _ = planted_data(64, 4)
+    torch.manual_seed(0)
+    d = EarlyReadoutDistiller(
+        MLP(2, 2, (8,)), MLP(2, 2, (8,)), 2, 64, readout_layer="layer1", readout_head="linear"
+    )
+    d.fit(loader(x, y, g), epochs=2, lr=0.05, selector="last", progress=False, checkpoint_dir=tmp_path)
+    blob = torch.load(tmp_path / "last.pt", weights_only=True)  # the format itself is weights_only-safe
+    assert blob["epoch"] == 1 and len(blob["history"]["epochs"]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp files left behind
+    torch.save({"distiller": _Evil(), "epoch": 0}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        d.fit(loader(x, y, g), epochs=3, lr=0.05, selector="last", progress=False, checkpoint_dir=tmp_path)
+    assert "unpickled arbitrary code" not in capsys.readouterr().out
+    torch.save({"some": "dict"}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match="not an early-readout"):
+        load_checkpoint(tmp_path / "last.pt")
+    (tmp_path / "w.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        d.load_weights(tmp_path / "w.pt")

@@ -73,3 +73,44 @@ def test_early_readout_wrong_set_is_mostly_minority(seed):
     # exactly the readout's wrong set was up-weighted, by dataset index
     assert torch.equal(stats["wrong_idx"].sort().values, torch.nonzero(pred["wrong"]).squeeze(1))
     assert torch.equal(d.weights > 1, pred["wrong"])
+
+
+def test_teacher_cache_builds_once_under_concurrent_callers(tmp_path, monkeypatch):
+    """Issue 17 §5: four concurrent callers of the teacher cache all succeed with ONE training
+    (paperworks_shared.cache.get_or_build: file lock + private staging + atomic publish)."""
+    import threading
+
+    import early_readout.experiment as ex
+
+    monkeypatch.setenv("PAPERWORKS_CACHE", str(tmp_path))
+    calls = []
+    real = ex.train_teacher
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(ex, "train_teacher", counting)
+    s = ex.Settings(teacher_epochs=1)
+    sp = load_splits("spurious-digits", seed=0, train_correlation=0.95)
+    results, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            results[i] = ex.get_teacher_logits(s, 0, sp)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1
+    assert all(torch.equal(r, results[0]) for r in results)
+    assert results[0].shape == (len(sp.train), 2)
+    # no staging or temp folders left beside the published one
+    ns = tmp_path / "early-readout"
+    assert sorted(p.name for p in ns.iterdir() if not p.name.endswith(".lock")) == [
+        p.name for p in ns.iterdir() if p.is_dir() and (p / "DONE").is_file()
+    ]

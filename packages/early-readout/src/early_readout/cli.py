@@ -3,6 +3,10 @@
 early-readout smoke                         # SpuriousDigits: KD vs early readout vs controls, 1 seed
 early-readout train --student mlp-tiny --epochs 60 --out run/       # distil and save the student
 early-readout analyze-readout --student-ckpt run/student.pt          # readout mistakes vs groups
+
+Errors follow the paperworks convention (`paperworks_shared.cli`): a bad argument, a missing or corrupt
+checkpoint, an unwritable --out or an unknown readout layer is one line on stderr and exit code 2,
+found before any training; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -11,25 +15,45 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
+
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_dir,
+    existing_dir,
+    existing_file,
+    float_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+    require,
+    run_cli,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+DATASETS = ("spurious-digits", "digit-dominoes", "waterbirds", "celeba")  # = data.DATASETS (no torch import)
+
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    from .data import DATASETS
-
     p.add_argument(
         "--dataset", default="spurious-digits", choices=DATASETS, help="dataset (default: %(default)s)"
     )
-    p.add_argument("--data-root", help="local folder of Waterbirds / CelebA (no downloads)")
-    p.add_argument("--image-size", type=int, default=224, help="resize for waterbirds/celeba")
-    p.add_argument("--train-correlation", type=float, default=0.95, help="P(a=y) in train (synthetic data)")
+    p.add_argument(
+        "--data-root", type=existing_dir, help="local folder of Waterbirds / CelebA (no downloads)"
+    )
+    p.add_argument("--image-size", type=positive_int, default=224, help="resize for waterbirds/celeba")
+    p.add_argument(
+        "--train-correlation", type=probability, default=0.95, help="P(a=y) in train (synthetic data)"
+    )
     p.add_argument(
         "--kind", default="patch", choices=("patch", "color", "stripe"), help="SpuriousDigits shortcut"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    add_debug_flag(p)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Early-readout-weighted knowledge distillation (DeDiER, arXiv 2310.18590): the examples "
         "an early readout of the student gets wrong are up-weighted in the KD loss.",
     )
+    add_debug_flag(p)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser(
@@ -56,27 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--teacher", default="mlp-teacher", help="built-in or timm name of the teacher architecture"
     )
-    t.add_argument("--teacher-ckpt", help="load teacher weights from this file instead of training one")
+    t.add_argument(
+        "--teacher-ckpt",
+        type=existing_file,
+        help="load teacher weights from this file instead of training one",
+    )
     t.add_argument("--teacher-method", default="erm", choices=("erm", "group_dro"))
-    t.add_argument("--teacher-epochs", type=int, default=150)
-    t.add_argument("--teacher-lr", type=float, default=0.05)
+    t.add_argument("--teacher-epochs", type=positive_int, default=150)
+    t.add_argument("--teacher-lr", type=positive_float, default=0.05)
     t.add_argument(
         "--method",
         default="early_readout",
         choices=("kd", "early_readout", "random", "oracle"),
         help="weighting",
     )
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--lr", type=float, default=5e-3)
-    t.add_argument("--weight-decay", type=float, default=1e-2)
-    t.add_argument("--temperature", type=float, default=3.0)
-    t.add_argument("--kd-alpha", type=float, default=1.0, help="KD share; 1 = pure KD (official)")
+    t.add_argument("--epochs", type=positive_int, default=60)
+    t.add_argument("--lr", type=positive_float, default=5e-3)
+    t.add_argument("--weight-decay", type=nonneg_float, default=1e-2)
+    t.add_argument("--temperature", type=positive_float, default=3.0)
+    t.add_argument("--kd-alpha", type=probability, default=1.0, help="KD share; 1 = pure KD (official)")
     t.add_argument("--weight-fn", default="exp_pow", choices=("exp_pow", "affine_exp"))
-    t.add_argument("--alpha", type=float, help="formula alpha (default 0.05 exp_pow / 4 affine_exp)")
-    t.add_argument("--beta", type=float, help="formula beta (default 4 exp_pow / 5 affine_exp)")
+    t.add_argument("--alpha", type=positive_float, help="formula alpha (default 0.05 exp_pow / 4 affine_exp)")
+    t.add_argument("--beta", type=nonneg_float, help="formula beta (default 4 exp_pow / 5 affine_exp)")
     t.add_argument("--normalize", default="batch", choices=("none", "batch", "global"))
-    t.add_argument("--reweigh-every", type=int, default=1)
-    t.add_argument("--max-weight", type=float)
+    t.add_argument("--reweigh-every", type=nonneg_int, default=1, help="epochs between refreshes (0 = never)")
+    t.add_argument("--max-weight", type=float_range(1.0), help="cap on a weight (>= 1)")
     t.add_argument("--selector", default="val_wga", choices=("val_wga", "val_avg", "val_mean_group", "last"))
     t.add_argument(
         "--out", default="early-readout-run", help="output folder (student.pt, weights.pt, metrics)"
@@ -89,14 +118,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_args(a)
     _model_args(a)
-    a.add_argument("--student-ckpt", help="student weights (from `train`); default: the untrained student")
-    a.add_argument("--readout-epochs", type=int, default=1)
-    a.add_argument("--readout-lr", type=float, default=5e-3)
+    a.add_argument(
+        "--student-ckpt",
+        type=existing_file,
+        help="student weights (from `train`); default: the untrained student",
+    )
+    a.add_argument("--readout-epochs", type=positive_int, default=1)
+    a.add_argument("--readout-lr", type=positive_float, default=5e-3)
 
     s = sub.add_parser("smoke", help="one-seed SpuriousDigits comparison of KD, early readout and controls")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--seed", type=nonneg_int, default=0)
+    s.add_argument("--epochs", type=positive_int, default=30)
+    add_debug_flag(s)
     return p
+
+
+def _splits(args):
+    from .data import load_splits
+
+    if args.dataset in ("waterbirds", "celeba"):
+        require(
+            args.data_root is not None,
+            f"--dataset {args.dataset} needs --data-root (a local copy; no downloads)",
+        )
+    try:
+        return load_splits(
+            args.dataset, args.seed, args.train_correlation, args.kind, args.data_root, args.image_size
+        )
+    except (ValueError, KeyError) as e:
+        raise UserError(f"cannot load --dataset {args.dataset}: {_line(e)}") from e
+
+
+def _line(e: BaseException) -> str:
+    from .errors import first_line
+
+    return first_line(e).strip("'\"")
+
+
+def _model(name: str, splits, what: str):
+    from .models import build_model
+
+    try:
+        return build_model(name, splits.input_shape, splits.num_classes)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"--{what} {name!r}: {_line(e)}") from e
+
+
+def _check_readout_layer(student, layer: str) -> None:
+    from .taps import find_module
+
+    try:
+        find_module(student, layer)
+    except KeyError as e:
+        raise UserError(f"--readout-layer: {_line(e)}") from None
 
 
 def _loaders(args, splits):
@@ -122,26 +196,37 @@ def cmd_train(args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
+    from paperworks_shared.files import atomic_torch_save, atomic_write_json
     from paperworks_shared.repro import pick_device, seed_everything
 
-    from .data import load_splits
     from .distill import EarlyReadoutDistiller
+    from .errors import CheckpointError
     from .experiment import group_balanced_weights
-    from .models import build_model
     from .teacher import load_teacher, save_teacher, train_teacher
 
-    device = pick_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    splits = load_splits(
-        args.dataset, args.seed, args.train_correlation, args.kind, args.data_root, args.image_size
-    )
-    train_dl, val_dl, test_dl = _loaders(args, splits)
+    # everything the user gave is checked before any training: output folder, data, models, layer, files
+    out = check_out_dir(args.out)
+    splits = _splits(args)
     seed_everything(args.seed)
-    teacher = build_model(args.teacher, splits.input_shape, splits.num_classes)
+    teacher = _model(args.teacher, splits, "teacher")
+    student = _model(args.student, splits, "student")
+    _check_readout_layer(student, args.readout_layer)
     if args.teacher_ckpt:
-        load_teacher(teacher, args.teacher_ckpt)
-    else:
+        try:
+            load_teacher(teacher, args.teacher_ckpt)
+        except CheckpointError as e:
+            raise UserError(f"--teacher-ckpt: {_line(e)}") from None
+    ckpt = out / "ckpt" / "last.pt"
+    if ckpt.exists() and not args.no_resume:
+        from .distill import load_checkpoint
+
+        try:
+            load_checkpoint(ckpt)
+        except CheckpointError as e:
+            raise UserError(f"{_line(e)} (or pass --no-resume)") from None
+    device = pick_device(args.device)
+    train_dl, val_dl, test_dl = _loaders(args, splits)
+    if not args.teacher_ckpt:
         train_teacher(
             teacher,
             train_dl,
@@ -152,7 +237,6 @@ def cmd_train(args) -> dict:
             device=device,
         )
         save_teacher(teacher, out / "teacher.pt", {"arch": args.teacher, "method": args.teacher_method})
-    student = build_model(args.student, splits.input_shape, splits.num_classes)
     d = EarlyReadoutDistiller(
         teacher,
         student,
@@ -173,24 +257,34 @@ def cmd_train(args) -> dict:
         seed=args.seed,
     )
     d.cache_teacher_logits(DataLoader(splits.train, batch_size=256))
+    train_groups = splits.train_groups
     if args.method == "oracle":
-        d.set_weights(group_balanced_weights(splits.train_groups, splits.n_groups))
-    hist = d.fit(
-        train_dl,
-        args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        val_loader=val_dl,
-        selector=args.selector,
-        n_groups=splits.n_groups,
-        checkpoint_dir=out / "ckpt",
-        resume=not args.no_resume,
-    )
-    test = d.evaluate(test_dl, splits.n_groups)
-    torch.save(d.student.state_dict(), out / "student.pt")
+        d.set_weights(group_balanced_weights(train_groups, splits.n_groups))
+    counts = torch.bincount(train_groups.long(), minlength=splits.n_groups)
+    try:
+        hist = d.fit(
+            train_dl,
+            args.epochs,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            val_loader=val_dl,
+            selector=args.selector,
+            n_groups=splits.n_groups,
+            train_group_counts=counts,
+            checkpoint_dir=out / "ckpt",
+            resume=not args.no_resume,
+        )
+    except CheckpointError as e:
+        raise UserError(f"{_line(e)} (or pass --no-resume)") from None
+    test = d.evaluate(test_dl, splits.n_groups, counts)
+    atomic_torch_save(d.student.state_dict(), out / "student.pt")
     d.save_weights(out / "weights.pt")
-    res = {"best_epoch": hist.best_epoch, **{f"test_{k}": v for k, v in test.items()}}
-    (out / "metrics.json").write_text(json.dumps(res, indent=1))
+    res = {
+        "best_epoch": hist.best_epoch,
+        "train_group_counts": counts.tolist(),
+        **{f"test_{k}": v for k, v in test.items()},
+    }
+    atomic_write_json(out / "metrics.json", res)
     print(json.dumps(res, indent=1))
     return res
 
@@ -199,18 +293,15 @@ def cmd_analyze(args) -> dict:
     import torch
 
     from .analysis import minority_groups, readout_analysis
-    from .data import load_splits
     from .distill import EarlyReadoutDistiller
-    from .models import build_model
 
-    splits = load_splits(
-        args.dataset, args.seed, args.train_correlation, args.kind, args.data_root, args.image_size
-    )
-    train_dl, _, _ = _loaders(args, splits)
+    splits = _splits(args)
     torch.manual_seed(args.seed)
-    student = build_model(args.student, splits.input_shape, splits.num_classes)
+    student = _model(args.student, splits, "student")
+    _check_readout_layer(student, args.readout_layer)
     if args.student_ckpt:
-        student.load_state_dict(torch.load(args.student_ckpt, map_location="cpu", weights_only=True))
+        _load_student(student, args.student_ckpt)
+    train_dl, _, _ = _loaders(args, splits)
     n = len(splits.train)
     d = EarlyReadoutDistiller(
         torch.zeros(n, splits.num_classes),
@@ -231,6 +322,27 @@ def cmd_analyze(args) -> dict:
     return res
 
 
+def _load_student(student, path) -> None:
+    """Student weights from `train` (a state dict), read with weights_only=True; UserError if unusable."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(
+            f"--student-ckpt {str(path)!r} cannot be read safely (corrupt, truncated or not a state dict): "
+            f"{_line(e)}"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(f"--student-ckpt {str(path)!r} holds no state dict")
+    try:
+        student.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(
+            f"--student-ckpt {str(path)!r} does not fit --student {type(student).__name__}: {_line(e)}"
+        ) from None
+
+
 def cmd_smoke(args) -> list[dict]:
     from paperworks_shared.bench import markdown_table
 
@@ -249,13 +361,17 @@ def cmd_smoke(args) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     {"train": cmd_train, "analyze-readout": cmd_analyze, "smoke": cmd_smoke}[args.cmd](args)
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv, prog="early-readout")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,14 +31,46 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from paperworks_shared.files import atomic_torch_save
+
 from .analysis import minority_groups, readout_analysis
-from .batches import unpack_batch
+from .batches import DEFAULT_SCHEMA, check_schema, unpack_batch
+from .errors import CheckpointError, first_line
 from .losses import NORMALIZE, distill_loss_per_example, normalize_weights
 from .readout import ReadoutHead
 from .taps import FeatureTap, find_module, modules_run_before
 from .weighting import MARGINS, get_weight_fn, margin
 
 CONTROLS = (None, "random")
+CHECKPOINT_FORMAT = "early-readout-ckpt-v2"
+_CKPT_KEYS = ("distiller", "optimizer", "torch_rng", "history", "best_state", "epoch")
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a `fit` checkpoint with ``weights_only=True`` (no arbitrary unpickling of a user file);
+    a missing, truncated, foreign or old-format file raises `CheckpointError` naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle with disallowed globals, not a torch file, ...
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read safely (corrupt, truncated, or not an early-readout "
+            f"checkpoint): {first_line(e)}"
+        ) from e
+    if (
+        not isinstance(blob, dict)
+        or blob.get("format") != CHECKPOINT_FORMAT
+        or any(k not in blob for k in _CKPT_KEYS)
+    ):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not an early-readout {CHECKPOINT_FORMAT} checkpoint; delete it or "
+            "train without resuming"
+        )
+    return blob
+
+
 SELECTORS = ("val_wga", "val_avg", "val_mean_group", "last")
 _SELECTOR_KEYS = {"val_wga": "val_worst_group", "val_avg": "val_avg", "val_mean_group": "val_mean_group"}
 
@@ -107,6 +140,10 @@ class EarlyReadoutDistiller:
             weight values as the readout's wrong set (the benchmark control, notes §3.4 E3).
         faithful_freeze_bug: reproduce the official code's freezing of every student module up to the
             readout layer after the first refresh (off by default: it is a bug, notes §2.3-1).
+        batch_schema: the field layout of every tuple batch the loaders yield, from ``x``, ``y``, ``g``,
+            ``idx``, ``_`` (default ``("x", "y", "g", "idx")``; ``("x", "y", "idx")`` for loaders without
+            groups). Never guessed: a batch of another length, or an index field that repeats inside a
+            batch or misses examples in a readout pass, is an error (see `early_readout.batches`).
         device: where to train (default: the student's device).
         seed: seeds the random control's generator.
     """
@@ -136,9 +173,11 @@ class EarlyReadoutDistiller:
         normalize: str = "batch",
         control: str | None = None,
         faithful_freeze_bug: bool = False,
+        batch_schema=DEFAULT_SCHEMA,
         device: str | torch.device | None = None,
         seed: int = 0,
     ):
+        self.batch_schema = check_schema(batch_schema)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if not isinstance(num_train, int) or num_train < 1:
@@ -223,7 +262,7 @@ class EarlyReadoutDistiller:
         out = torch.full((self.num_train, self.num_classes), float("nan"), device=self.device)
         self.teacher.eval()
         for raw in tqdm(loader, desc="teacher logits", disable=not progress, leave=False):
-            b = unpack_batch(raw).to(self.device)
+            b = self._unpack(raw)
             self._check_idx(b.idx)
             logits = self.teacher(b.x)
             self._check_logits(logits, "teacher")
@@ -243,11 +282,31 @@ class EarlyReadoutDistiller:
             return self.teacher(b.x)
 
     # ------------------------------------------------------------------ checks
+    def _unpack(self, raw):
+        return unpack_batch(raw, self.batch_schema).to(self.device)
+
     def _check_idx(self, idx: torch.Tensor) -> None:
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_train):
             raise IndexError(
                 f"dataset indices span [{int(idx.min())}, {int(idx.max())}], outside [0, num_train="
                 f"{self.num_train}): is this loader from another dataset?"
+            )
+
+    def _check_full_pass(self, idx: torch.Tensor, what: str) -> None:
+        """A pass over the training set must yield every dataset index exactly once (notes §1.4: the
+        readout runs over all training data), else the weights would silently go to a few examples."""
+        counts = torch.bincount(idx.long().cpu(), minlength=self.num_train)
+        if (counts > 1).any():
+            dup = torch.nonzero(counts > 1).flatten()[:5].tolist()
+            raise ValueError(
+                f"the {what} yielded dataset indices {dup} more than once: the loader's index field is not a "
+                f"dataset index (check batch_schema={self.batch_schema}) or the loader samples with replacement"
+            )
+        seen = int((counts > 0).sum())
+        if seen != self.num_train:
+            raise ValueError(
+                f"the {what} covered {seen} of num_train={self.num_train} dataset indices: the readout must run "
+                f"over the whole training set (check the loader and batch_schema={self.batch_schema})"
             )
 
     def _check_logits(self, logits: torch.Tensor, who: str) -> None:
@@ -260,7 +319,7 @@ class EarlyReadoutDistiller:
     # ------------------------------------------------------------------ the loss
     def loss(self, batch, return_logits: bool = False):
         """Weighted distillation loss of one batch ``(x, y, idx, ...)`` and a dict of diagnostics."""
-        b = unpack_batch(batch).to(self.device)
+        b = self._unpack(batch)
         self._check_idx(b.idx)
         s_logits = self.student(b.x)
         t_logits = self._teacher(b)
@@ -306,7 +365,7 @@ class EarlyReadoutDistiller:
             n = correct = 0
             total = 0.0
             for raw in tqdm(loader, desc="readout", disable=not progress, leave=False):
-                b = unpack_batch(raw).to(self.device)
+                b = self._unpack(raw)
                 feats = self.readout_features(b.x)
                 if opt is None:
                     # a fresh head at every refresh (official Projector.refresh())
@@ -333,7 +392,7 @@ class EarlyReadoutDistiller:
         out: dict[str, list] = {"idx": [], "y": [], "g": [], "probs": []}
         with eval_mode(self.head):
             for raw in tqdm(loader, desc="readout pass", disable=not progress, leave=False):
-                b = unpack_batch(raw).to(self.device)
+                b = self._unpack(raw)
                 self._check_idx(b.idx)
                 probs = F.softmax(self.head(self.readout_features(b.x)).float(), dim=1)
                 out["idx"].append(b.idx)
@@ -341,6 +400,7 @@ class EarlyReadoutDistiller:
                 out["g"].append(b.g if b.g is not None else torch.full_like(b.y, -1))
                 out["probs"].append(probs)
         res = {k: torch.cat(v) for k, v in out.items()}
+        self._check_full_pass(res["idx"], "readout pass")
         order = res["idx"].argsort()
         res = {k: v[order] for k, v in res.items()}
         res["pred"] = res["probs"].argmax(1)
@@ -391,7 +451,7 @@ class EarlyReadoutDistiller:
 
     def _freeze_like_official(self, loader) -> None:
         """Reproduce the official side effect: stem..readout layer get requires_grad=False (notes §2.3-1)."""
-        b = unpack_batch(next(iter(loader))).to(self.device)
+        b = self._unpack(next(iter(loader)))
         with eval_mode(self.student):
             names = modules_run_before(self.student, self.readout_layer, b.x[:2])
         mods = dict(self.student.named_modules())
@@ -413,13 +473,22 @@ class EarlyReadoutDistiller:
         self.weights = weights.to(self.device).clone()
 
     def save_weights(self, path: str | Path) -> None:
-        torch.save({"weights": self.weights.cpu(), "num_train": self.num_train}, path)
+        """Write the weight vector atomically (temp file + rename)."""
+        atomic_torch_save({"weights": self.weights.cpu(), "num_train": self.num_train}, path)
 
     def load_weights(self, path: str | Path) -> None:
         """Load weights saved by `save_weights`; refuses a file from a dataset of another size."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"weights file {str(path)!r} not found")
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise CheckpointError(f"weights file {str(path)!r} cannot be read safely: {first_line(e)}") from e
         n = blob.get("num_train") if isinstance(blob, dict) else None
-        w = blob["weights"] if isinstance(blob, dict) else blob
+        w = blob.get("weights") if isinstance(blob, dict) else blob
+        if not isinstance(w, torch.Tensor) or w.dim() != 1:
+            raise CheckpointError(f"weights file {str(path)!r} holds no 1-D weight tensor")
         if n is not None and n != self.num_train or len(w) != self.num_train:
             raise ValueError(
                 f"weights file {str(path)!r} is for a dataset of {n if n is not None else len(w)} examples, "
@@ -434,7 +503,7 @@ class EarlyReadoutDistiller:
         n = correct = 0
         total = 0.0
         for raw in tqdm(loader, desc="distill", disable=not progress, leave=False):
-            b = unpack_batch(raw).to(self.device)
+            b = self._unpack(raw)
             loss, _, logits = self.loss(b, return_logits=True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -450,18 +519,21 @@ class EarlyReadoutDistiller:
         preds, ys, gs = [], [], []
         with eval_mode(self.student):
             for raw in loader:
-                b = unpack_batch(raw).to(self.device)
+                b = self._unpack(raw)
                 preds.append(self.student(b.x).argmax(1).cpu())
                 ys.append(b.y.long().cpu())
                 gs.append(b.g.long().cpu() if b.g is not None else torch.full_like(b.y.long().cpu(), -1))
         return {"pred": torch.cat(preds), "y": torch.cat(ys), "g": torch.cat(gs)}
 
-    def evaluate(self, loader: Iterable, n_groups: int | None = None) -> dict[str, float]:
-        """Average, mean-group and worst-group accuracy of the student on ``loader``."""
+    def evaluate(
+        self, loader: Iterable, n_groups: int | None = None, train_group_counts=None
+    ) -> dict[str, float]:
+        """Average, mean-group and worst-group accuracy of the student on ``loader``; with the training
+        set's group sizes ``train_group_counts`` also the train-proportion-weighted average."""
         from .metrics import group_report
 
         p = self.predict(loader)
-        return group_report(p["pred"], p["y"], p["g"], n_groups)
+        return group_report(p["pred"], p["y"], p["g"], n_groups, train_group_counts)
 
     def _due(self, epoch: int) -> bool:
         return (
@@ -504,6 +576,7 @@ class EarlyReadoutDistiller:
         val_loader: Iterable | None = None,
         selector: str = "val_wga",
         n_groups: int | None = None,
+        train_group_counts=None,
         readout_loader: Iterable | None = None,
         checkpoint_dir: str | Path | None = None,
         resume: bool = True,
@@ -537,11 +610,17 @@ class EarlyReadoutDistiller:
         start = 0
         ckpt = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
         if ckpt is not None and resume and ckpt.is_file():
-            blob = torch.load(ckpt, map_location=self.device, weights_only=False)
-            self.load_state_dict(blob["distiller"])
-            optimizer.load_state_dict(blob["optimizer"])
+            blob = load_checkpoint(ckpt, self.device)
+            try:
+                self.load_state_dict(blob["distiller"])
+                optimizer.load_state_dict(blob["optimizer"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise CheckpointError(
+                    f"checkpoint {str(ckpt)!r} does not fit this run ({first_line(e)}); "
+                    "delete it or train without resuming"
+                ) from e
             torch.set_rng_state(blob["torch_rng"])
-            hist = blob["history"]
+            hist = History(**blob["history"])
             best_state = blob["best_state"]
             start = blob["epoch"] + 1
         bar = tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs)
@@ -561,7 +640,12 @@ class EarlyReadoutDistiller:
                 )
                 rec.update(st)
             if val_loader is not None:
-                rec.update({f"val_{k}": v for k, v in self.evaluate(val_loader, n_groups).items()})
+                rec.update(
+                    {
+                        f"val_{k}": v
+                        for k, v in self.evaluate(val_loader, n_groups, train_group_counts).items()
+                    }
+                )
             score = epoch if selector == "last" else rec[_SELECTOR_KEYS[selector]]
             if hist.best_score is None or score > hist.best_score:
                 hist.best_score, hist.best_epoch = float(score), epoch
@@ -574,20 +658,19 @@ class EarlyReadoutDistiller:
                 **({"val_wga": f"{rec['val_worst_group']:.3f}"} if "val_worst_group" in rec else {}),
             )
             if ckpt is not None:
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save(
+                # only tensors, numbers, strings and containers: loadable with weights_only=True
+                atomic_torch_save(
                     {
+                        "format": CHECKPOINT_FORMAT,
                         "distiller": self.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "torch_rng": torch.get_rng_state(),
-                        "history": hist,
+                        "history": dataclasses.asdict(hist),
                         "best_state": best_state,
                         "epoch": epoch,
                     },
-                    tmp,
+                    ckpt,
                 )
-                tmp.replace(ckpt)
         if restore_best and best_state is not None:
             self.student.load_state_dict(best_state)
         return hist

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from paperworks_shared.cache import cache_dir, is_complete, mark_complete
+from paperworks_shared.cache import get_or_build
 from paperworks_shared.repro import seed_everything
 
 from .analysis import minority_groups, readout_analysis
@@ -74,28 +74,29 @@ def get_teacher_logits(s: Settings, seed: int, splits, progress: bool = False) -
         "seed": seed,
         **{k: v for k, v in asdict(s).items() if k.startswith(("teacher", "dataset", "train_corr", "kind"))},
     }
-    path = cache_dir("early-readout", key)
-    if is_complete(path):
-        return torch.load(path / "train_logits.pt", weights_only=True)
-    seed_everything(seed)
-    model = build_model(s.teacher, splits.input_shape, splits.num_classes)
-    gen = torch.Generator().manual_seed(seed)
-    dl = TensorLoader(splits.train, batch_size=s.batch_size, shuffle=True, generator=gen)
-    train_teacher(
-        model,
-        dl,
-        s.teacher_epochs,
-        s.teacher_method,
-        lr=s.teacher_lr,
-        n_groups=splits.n_groups,
-        progress=progress,
-    )
-    logits = compute_logits(model, TensorLoader(splits.train, batch_size=512), len(splits.train))
-    path.mkdir(parents=True, exist_ok=True)
-    torch.save(logits, path / "train_logits.pt")
-    torch.save(model.state_dict(), path / "teacher.pt")
-    mark_complete(path, key)
-    return logits
+
+    def build(staging):
+        # runs once per key: concurrent callers wait on the cache's file lock; the folder is published
+        # by an atomic rename, so no reader ever sees half-written logits
+        seed_everything(seed)
+        model = build_model(s.teacher, splits.input_shape, splits.num_classes)
+        gen = torch.Generator().manual_seed(seed)
+        dl = TensorLoader(splits.train, batch_size=s.batch_size, shuffle=True, generator=gen)
+        train_teacher(
+            model,
+            dl,
+            s.teacher_epochs,
+            s.teacher_method,
+            lr=s.teacher_lr,
+            n_groups=splits.n_groups,
+            progress=progress,
+        )
+        logits = compute_logits(model, TensorLoader(splits.train, batch_size=512), len(splits.train))
+        torch.save(logits, staging / "train_logits.pt")
+        torch.save(model.state_dict(), staging / "teacher.pt")
+
+    path, _ = get_or_build("early-readout", key, build)
+    return torch.load(path / "train_logits.pt", weights_only=True)
 
 
 def run_method(method: str, seed: int, s: Settings, splits=None, progress: bool = False) -> dict:
@@ -143,11 +144,13 @@ def run_method(method: str, seed: int, s: Settings, splits=None, progress: bool 
         progress=progress,
     )
     wall = time.perf_counter() - t0
-    test = d.evaluate(test_dl, splits.n_groups)
+    train_counts = torch.bincount(train_groups.long(), minlength=splits.n_groups)
+    test = d.evaluate(test_dl, splits.n_groups, train_counts)
     out = {
         "method": method,
         "seed": seed,
         "test_avg": test["avg"],
+        "test_weighted_avg": test["weighted_avg"],
         "test_wga": test["worst_group"],
         "test_mean_group": test["mean_group"],
         "best_epoch": hist.best_epoch,

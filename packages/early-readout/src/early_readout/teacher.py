@@ -17,7 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batches import unpack_batch
+from paperworks_shared.files import atomic_torch_save
+
+from .batches import DEFAULT_SCHEMA, unpack_batch
+from .errors import CheckpointError, first_line
 
 METHODS = ("erm", "group_dro")
 
@@ -34,6 +37,7 @@ def train_teacher(
     dro_eta: float = 0.01,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    batch_schema=DEFAULT_SCHEMA,
 ) -> nn.Module:
     """Train ``model`` in place with SGD; returns it in eval mode with gradients off."""
     if method not in METHODS:
@@ -45,7 +49,7 @@ def train_teacher(
     q = torch.ones(n_groups or 1, device=device) / (n_groups or 1)
     for _ in tqdm(range(epochs), desc=f"teacher ({method})", disable=not progress):
         for raw in loader:
-            b = unpack_batch(raw).to(device)
+            b = unpack_batch(raw, batch_schema).to(device)
             losses = F.cross_entropy(model(b.x), b.y.long(), reduction="none")
             if method == "erm":
                 loss = losses.mean()
@@ -66,16 +70,23 @@ def train_teacher(
 
 
 @torch.no_grad()
-def compute_logits(model: nn.Module, loader: Iterable, num_examples: int, device="cpu") -> torch.Tensor:
+def compute_logits(
+    model: nn.Module, loader: Iterable, num_examples: int, device="cpu", batch_schema=DEFAULT_SCHEMA
+) -> torch.Tensor:
     """Logits of ``model`` for every dataset index of ``loader`` (a (num_examples, C) tensor)."""
     model.to(device).eval()
     out = None
     seen = torch.zeros(num_examples, dtype=torch.bool)
     for raw in loader:
-        b = unpack_batch(raw).to(device)
+        b = unpack_batch(raw, batch_schema).to(device)
         z = model(b.x).float()
         if out is None:
             out = torch.zeros(num_examples, z.shape[1], device=device)
+        if seen[b.idx.cpu()].any():
+            raise ValueError(
+                f"the loader yielded a dataset index twice (e.g. {b.idx[seen[b.idx.cpu()]][:3].tolist()}): "
+                f"its index field is not a dataset index (batch_schema={tuple(batch_schema)})"
+            )
         out[b.idx] = z
         seen[b.idx.cpu()] = True
     if out is None or not seen.all():
@@ -84,20 +95,33 @@ def compute_logits(model: nn.Module, loader: Iterable, num_examples: int, device
 
 
 def save_teacher(model: nn.Module, path: str | Path, meta: dict | None = None) -> None:
-    torch.save({"state_dict": model.state_dict(), "meta": meta or {}}, path)
+    """Save the teacher's weights (a state dict and a metadata dict: loadable with weights_only=True),
+    atomically (temp file + rename)."""
+    atomic_torch_save({"state_dict": model.state_dict(), "meta": meta or {}}, path)
 
 
 def load_teacher(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights saved by `save_teacher` (or a bare state_dict) into ``model``; eval, grads off."""
+    """Load weights saved by `save_teacher` (or a bare state_dict) into ``model``; eval, grads off.
+
+    The file is read with ``weights_only=True``; a missing, corrupt or foreign file raises
+    `CheckpointError` naming the path."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"teacher checkpoint {str(path)!r} not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"teacher checkpoint {str(path)!r} cannot be read safely (corrupt, truncated or not a state dict): "
+            f"{first_line(e)}"
+        ) from e
     state = blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
+    if not isinstance(state, dict):
+        raise CheckpointError(f"teacher checkpoint {str(path)!r} holds no state dict")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(
-            f"teacher checkpoint {path} does not fit the {type(model).__name__} built: {e}"
+        raise CheckpointError(
+            f"teacher checkpoint {str(path)!r} does not fit the {type(model).__name__} built: {first_line(e)}"
         ) from e
     return model.eval().requires_grad_(False)
