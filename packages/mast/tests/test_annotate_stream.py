@@ -366,6 +366,7 @@ BAD_INPUTS = [
     (["report", "MISSING"], "No such file"),
     (["report", "T", "--by", "colour"], "--by"),
     (["report", "ANN", "--md", "NOTDIR/r.md"], "is not a directory"),
+    (["report", "ANN", "--plot", "O.xyz"], "--plot"),
     (["detect", "MISSING"], "no such trace file"),
     (["stub-server", "--port", "70000"], "--port"),
     (["stub-server", "--prevalence", "1.5"], "--prevalence"),
@@ -400,6 +401,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(argv, message, tmp_path, capsys):
         "LATIN1": str(latin),
         "DIR": str(tmp_path / "dir"),
         "ANN": str(ann),
+        "O.xyz": str(tmp_path / "o.xyz"),
     }
     args = [subst.get(x, x.replace("NOTDIR/", str(notdir) + "/")) for x in argv]
     rc = main(args + (["--cache", ""] if argv[0] == "annotate" else []))

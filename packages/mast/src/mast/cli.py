@@ -382,12 +382,18 @@ def cmd_agree(a) -> int:
     return 0
 
 
+_PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
 def cmd_report(a) -> int:
     from paperworks_shared.files import atomic_path, atomic_write_text
 
     from . import report as rp
     from .annotate import load_annotations
 
+    if a.plot:
+        fmt = Path(a.plot).suffix.lstrip(".").lower()
+        require(fmt in _PLOT_FORMATS, f"--plot {a.plot!r}: use a .png, .pdf, .svg or .jpg file name")
     for opt, val in (("--md", a.md), ("--csv", a.csv), ("--plot", a.plot)):
         if val:
             check_out_file(val, what=opt)
@@ -426,7 +432,7 @@ def cmd_report(a) -> int:
 
         with atomic_path(a.plot) as tmp:
             fig = rp.plot(rows, a.normalize, by)
-            fig.savefig(tmp, dpi=110, format=Path(a.plot).suffix.lstrip(".").lower() or "png")
+            fig.savefig(tmp, dpi=110, format=Path(a.plot).suffix.lstrip(".").lower())
             plt.close(fig)
     return 0
 
