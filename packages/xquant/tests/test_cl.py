@@ -6,7 +6,6 @@ from transformers import DynamicCache
 
 from xquant import XQuantCache, XQuantConfig
 from xquant.cache import XQuantLayer
-from xquant.quant import dequantize
 
 
 def _record_cl(monkeypatch):
@@ -100,23 +99,49 @@ def test_gqa_cl_latent_exact_without_quantization_though_xhat_differs(tiny, monk
         torch.testing.assert_close(spec.remat_v(xhat), spec.remat_v(x), atol=1e-5, rtol=1e-4)
 
 
+def _cl_chain(n_layers: int, d: int, closed: bool):
+    """The package's own XQuant-CL layers (roles cl_base + cl_delta) on stand-in projections."""
+    from torch import nn
+
+    from xquant.adapters import AttnSpec
+    from xquant.base import SharedState
+
+    specs = [AttnSpec(layer_idx=i, module=nn.Identity(), k_proj=nn.Linear(d, d), v_proj=nn.Linear(d, d),
+                      k_norm=None, head_dim=d, num_heads=1, num_kv_heads=1, hidden_size=d)
+             for i in range(n_layers)]  # fmt: skip
+    cfg = XQuantConfig(bits=2, group_size=d, residual_length=0, cross_layer=True, base_layer=0,
+                       base_bits=2, closed_loop=closed, backend="torch")  # fmt: skip
+    state = SharedState(specs, "cos_sin", None)
+    return [
+        XQuantLayer(s, state, cfg, "cl_base" if s.layer_idx == 0 else "cl_delta", 2, False) for s in specs
+    ]
+
+
 def test_cl_deltas_smaller_range_than_x_on_random_walk():
-    """Synthetic random-walk residual stream: closed-loop error stays flat, open-loop grows ~sqrt(depth)."""
+    """Random-walk residual stream through the package's CL writer: the stored deltas have a much
+    smaller range than X, closed-loop error stays flat (half a delta step), open-loop error grows."""
     from xquant.quant import quantize
 
     g = torch.Generator().manual_seed(3)
     xs = [torch.randn(1, 64, 32, generator=g)]
     for _ in range(24):
         xs.append(xs[-1] + 0.3 * torch.randn(1, 64, 32, generator=g))
-
-    def q(t):
-        return dequantize(quantize(t, 2, 32, "token"))
-
-    closed, opened = [q(xs[0])], [q(xs[0])]
-    for i in range(1, len(xs)):
-        closed.append(closed[-1] + q(xs[i] - closed[-1]))
-        opened.append(opened[-1] + q(xs[i] - xs[i - 1]))
-    ce = [(a - b).abs().mean().item() for a, b in zip(closed, xs)]
-    oe = [(a - b).abs().mean().item() for a, b in zip(opened, xs)]
-    assert max(ce[1:]) < 2 * ce[1] + 1e-6
-    assert oe[-1] > 3 * ce[-1]
+    errs, scales = {}, {}
+    for closed in (True, False):
+        layers = _cl_chain(len(xs), 32, closed)
+        errs[closed], scales[closed] = [], []
+        for layer, x in zip(layers, xs):
+            xhat = layer._write_cl(x, final=True)
+            assert xhat.shape == x.shape and layer.xs.n_quantized == 64  # everything stored, 2-bit
+            errs[closed].append((xhat - x).abs().mean().item())
+            s = layer.xs.q.scale.float()
+            scales[closed].append(s.mean().item())
+            if closed:
+                assert ((xhat - x).abs() <= s.repeat_interleave(32, -1) / 2 + 1e-3).all()
+    ce, oe = errs[True], errs[False]
+    x_scale = [quantize(x, 2, 32, "token").scale.float().mean().item() for x in xs]
+    # the deltas (layers >= 1) need a far smaller quantization step than X itself would
+    assert max(scales[True][1:]) < 0.5 * min(x_scale[1:])
+    assert max(ce[1:]) < 2 * ce[1] + 1e-6  # closed loop: flat in depth
+    assert oe[-1] > 3 * ce[-1]  # open loop: accumulates
+    assert oe[-1] > 1.3 * oe[2]  # ... growing with depth

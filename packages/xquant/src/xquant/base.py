@@ -6,7 +6,8 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from .adapters import AttnSpec, apply_rope, attention_specs, rotary_module
-from .hooks import CaptureHooks, RopeStore
+from .hooks import CaptureHooks, RopeStore, resolve_rope_store
+from .store import storage_nbytes
 
 
 class SharedState:
@@ -14,8 +15,9 @@ class SharedState:
 
     def __init__(self, specs: list[AttnSpec], rope_kind: str, rotary):
         self.hooks = CaptureHooks({s.layer_idx: s.module for s in specs})
-        self.rope = RopeStore(rope_kind, rotary)
+        self.rope = RopeStore(resolve_rope_store(rope_kind, rotary), rotary)
         self.first_layer = min(s.layer_idx for s in specs)
+        self.last_layer = max(s.layer_idx for s in specs)
         self.batch_size: int | None = None
         self.simulate = False
         self.simulated = False
@@ -33,10 +35,6 @@ class SharedState:
             raise ValueError(
                 f"this cache holds a batch of {self.batch_size} sequences but was called with batch size {b}; "
                 "create a new cache for a different batch (or use batch_select_indices / batch_repeat_interleave)"
-            )
-        if self.simulated:
-            raise RuntimeError(
-                "a cache used for a teacher-forced simulation cannot be extended; make a new one"
             )
 
 
@@ -79,8 +77,11 @@ class HookedLayer(CacheLayerMixin):
     def stores(self) -> list:
         raise NotImplementedError
 
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for s in self.stores() for t in s.tensors()]
+
     def nbytes(self) -> int:
-        return sum(s.nbytes() for s in self.stores())
+        return storage_nbytes(self.tensors())
 
     def reset(self) -> None:
         self._reset_stores()
@@ -111,12 +112,23 @@ class HookedLayer(CacheLayerMixin):
         if self.is_initialized:
             self.batch_size *= repeats
 
-    def crop(self, tokens_to_remove: int) -> None:
+    def check_crop(self, tokens_to_remove: int) -> int:
+        """Validate a crop without changing anything; returns the number of tokens to remove."""
         if tokens_to_remove > 0:
             raise ValueError(
                 "crop takes a negative number of tokens to remove (transformers >= 5 convention)"
             )
         n = -tokens_to_remove
+        if n > self.n_tokens:
+            raise ValueError(f"cannot remove {n} tokens from layer {self.idx}, which holds {self.n_tokens}")
+        for s in self.stores():
+            s.check_crop(n)
+        if self.idx == self.state.first_layer:
+            self.state.rope.check_crop(n)
+        return n
+
+    def crop(self, tokens_to_remove: int) -> None:
+        n = self.check_crop(tokens_to_remove)  # all checks first: a refused crop changes nothing
         if n == 0:
             return
         for s in self.stores():
@@ -128,6 +140,12 @@ class HookedLayer(CacheLayerMixin):
     # -- update skeleton -----------------------------------------------------------------------
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         st = self.state
+        if st.simulate and (st.simulated or self.n_tokens):
+            st.hooks.slots.pop(self.idx, None)
+            raise RuntimeError(
+                "a cache used for a teacher-forced simulation (simulate=True) cannot be extended; "
+                "make a new one (or reset() it)"
+            )
         cap = st.hooks.pop(self.idx)
         b, q = key_states.shape[0], key_states.shape[-2]
         st.check_batch(b)
@@ -143,6 +161,8 @@ class HookedLayer(CacheLayerMixin):
             k_hat, v_hat = apply_rope(k_pre, cos, sin).to(key_states.dtype), v.to(value_states.dtype)
             if st.on_simulated is not None and self.n_tokens == q:
                 st.on_simulated(self.idx, key_states, value_states, k_hat, v_hat)
+            if self.idx == st.last_layer:
+                st.simulated = True  # one teacher-forced pass per cache: any further update is refused
             return k_hat, v_hat
         n_past = self.n_tokens - q
         if n_past == 0:
@@ -167,6 +187,7 @@ class HookedCache(Cache):
         self.model_config = model.config
         self.config = config
         self.state = state
+        state.hooks.bind(self)
 
     @staticmethod
     def _prepare(model, config):
@@ -198,7 +219,26 @@ class HookedCache(Cache):
         st.rope.reset()
         st.batch_size, st.simulated, st.acc, st.acc_layer, st.prev_true = None, False, None, None, None
 
+    def crop(self, tokens_to_remove: int) -> None:
+        """Atomic crop: every layer and the RoPE store are checked before any of them is changed."""
+        for layer in self.layers:
+            layer.check_crop(tokens_to_remove)
+        for layer in self.layers:
+            layer.crop(tokens_to_remove)
+
     # -- accounting -----------------------------------------------------------------------------
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the cache holds between steps (stores, RoPE store, transient CL buffers if any)."""
+        st = self.state
+        extra = [t for t in (st.acc, st.prev_true) if t is not None]
+        return [t for layer in self.layers for t in layer.tensors()] + st.rope.tensors() + extra
+
     def nbytes(self) -> int:
-        """Real bytes of every tensor the cache holds (packed codes, fp16 scale/zero, fp window, RoPE store)."""
-        return sum(layer.nbytes() for layer in self.layers) + self.state.rope.nbytes()
+        """Bytes really held: the distinct storages behind every tensor of `tensors()` (packed codes,
+        fp16 scale/zero, full-precision window, RoPE store). Model-level factors (GQA SVD U/M) are
+        not included: see `factor_nbytes()`."""
+        return storage_nbytes(self.tensors())
+
+    def factor_nbytes(self) -> int:
+        """Bytes of the SVD factors (U, M) this cache's layers use, deduplicated (0 without latents)."""
+        return 0

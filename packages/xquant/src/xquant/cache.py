@@ -17,7 +17,7 @@ import torch
 from .base import HookedCache, HookedLayer, SharedState
 from .config import XQuantConfig
 from .kernels import get_backend
-from .store import TokenStore
+from .store import TokenStore, storage_nbytes
 from .svd import latent_factors
 
 
@@ -123,6 +123,9 @@ class XQuantLayer(HookedLayer):
         rec = deq if u is None else deq @ u.T
         acc = rec if prev is None else prev + rec
         st.acc, st.acc_layer, st.prev_true = acc, self.idx, f
+        if self.idx == st.last_layer:
+            # the accumulator is a transient per-step buffer (notes §1.4): hold nothing between steps
+            st.acc = st.prev_true = None
         return _cat(acc, s.window)
 
 
@@ -159,10 +162,29 @@ class XQuantCache(HookedCache):
             else:
                 role = "latent" if latent else "x"
             _check_groups(spec, role, latent, config, bits)
-            layers.append(XQuantLayer(spec, state, config, role, bits, latent))
+            layer = XQuantLayer(spec, state, config, role, bits, latent)
+            layer.backend.check_layer(layer)  # kernel constraints on this device, before any work
+            layers.append(layer)
         cache = cls(model, config, layers, state)
         state.simulate = simulate
         return cache
+
+    def factors(self) -> list:
+        """The distinct SVD factor objects (`Latent`) this cache's layers use."""
+        out = []
+        for layer in self.layers:
+            for name in ("lk", "lv", "lkv"):
+                lat = getattr(layer, name, None)
+                if lat is not None and all(lat is not o for o in out):
+                    out.append(lat)
+        return out
+
+    def factor_nbytes(self) -> int:
+        """Bytes of the SVD factors (U, M) used by the latent / GQA-CL layers, storages deduplicated.
+
+        Reported apart from `nbytes()`: they are per model, not per token (shared by every cache
+        of the model in this process, see `xquant.svd`)."""
+        return storage_nbytes([t for lat in self.factors() for t in lat.tensors()])
 
     def memory_report(self) -> dict:
         """Measured bytes, tokens, and the ratio to an FP16 KV cache of the same tokens."""
@@ -178,6 +200,7 @@ class XQuantCache(HookedCache):
             "measured_bytes": measured,
             "fp16_kv_bytes": fp16,
             "ratio_vs_fp16_kv": measured / fp16 if fp16 else float("nan"),
+            "factor_bytes": self.factor_nbytes(),
         }
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 MODES = ("auto", "mha", "gqa_latent")
 BACKENDS = ("auto", "torch", "triton")
-ROPE_STORES = ("positions", "cos_sin")
+ROPE_STORES = ("auto", "positions", "cos_sin")
 
 
 def _check_bits(name: str, bits) -> int:
@@ -44,8 +44,10 @@ class XQuantConfig:
     base_bits: bits of the base layer (paper: 4).
     early_layers / early_bits: the first `early_layers` layers use `early_bits` (paper Table 4: 3 / 4).
     backend: "torch" reference, "triton" kernels (CUDA, or CPU under TRITON_INTERPRET=1), "auto".
-    rope_store: "positions" keeps int32 positions and recomputes cos/sin with the model's rotary module;
-        "cos_sin" keeps the cos/sin the model used (exact for any RoPE variant, more bytes).
+    rope_store: "positions" keeps int32 positions and recomputes cos/sin with the model's rotary module
+        (exact only for RoPE types whose cos/sin depend on the position alone; refused for "dynamic"
+        NTK and "longrope"); "cos_sin" keeps the cos/sin the model used (exact for any RoPE variant,
+        more bytes); "auto" (default) picks "positions" when it is exact, else "cos_sin".
     """
 
     bits: int | None = 4
@@ -59,7 +61,7 @@ class XQuantConfig:
     early_layers: int = 0
     early_bits: int | None = 4
     backend: str = "auto"
-    rope_store: str = "positions"
+    rope_store: str = "auto"
 
     def __post_init__(self):
         self.bits = _check_bits("bits", self.bits)
@@ -104,7 +106,7 @@ class KIVIConfig:
     pre_rope: bool = True
     early_layers: int = 0
     early_bits: int | None = 4
-    rope_store: str = "positions"
+    rope_store: str = "auto"
 
     def __post_init__(self):
         self.bits = _check_bits("bits", self.bits)

@@ -14,6 +14,37 @@ import weakref
 import torch
 from torch import nn
 
+#: RoPE types whose cos/sin at a position depend only on that position (not on the other positions of
+#: the call or on earlier calls), so `rope_store="positions"` can recompute them exactly. "dynamic"
+#: (NTK) and "longrope" change their frequencies with the sequence length seen in a call, so keys
+#: written earlier were rotated with other frequencies: those need the stored cos/sin.
+STATIC_ROPE_TYPES = ("default", "linear", "yarn", "llama3", "proportional")
+
+
+def rope_type_of(rotary: nn.Module | None) -> str | None:
+    if rotary is None:
+        return None
+    rt = getattr(rotary, "rope_type", "default")
+    return rt if isinstance(rt, str) else repr(rt)
+
+
+def resolve_rope_store(requested: str, rotary: nn.Module | None) -> str:
+    """ "auto" -> "positions" for static RoPE types, else "cos_sin"; an explicit "positions" on a
+    sequence-length-dependent RoPE type is refused (it would silently give wrong keys)."""
+    if rotary is None:
+        return "cos_sin"  # nothing to recompute with: keep what the model used
+    rt = rope_type_of(rotary)
+    static = rt in STATIC_ROPE_TYPES
+    if requested == "auto":
+        return "positions" if static else "cos_sin"
+    if requested == "positions" and not static:
+        raise ValueError(
+            f"rope_store='positions' cannot reproduce RoPE type {rt!r}: its frequencies depend on the "
+            "sequence length seen at each call, so keys must keep the cos/sin they were written with; "
+            "use rope_store='cos_sin' or 'auto'"
+        )
+    return requested
+
 
 class Captured:
     """What a pre-hook saw for one layer in the current forward."""
@@ -29,6 +60,9 @@ class CaptureHooks:
 
     def __init__(self, modules: dict[int, nn.Module]):
         self.slots: dict[int, Captured] = {}
+        #: when bound (`bind(cache)`), X is captured only for forwards that pass *this* cache: a
+        #: `use_cache=False` forward or one with another cache leaves nothing behind (issue 18)
+        self.cache_ref = None
         ref = weakref.ref(self)
         self.handles = []
         for idx, mod in modules.items():
@@ -43,6 +77,9 @@ class CaptureHooks:
                 "(build the cache with XQuantCache.from_model(model, ...) on the model that runs it)"
             ) from None
 
+    def bind(self, cache) -> None:
+        self.cache_ref = weakref.ref(cache)
+
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
@@ -55,6 +92,10 @@ def _make_hook(ref, idx: int):
         owner = ref()
         if owner is None:
             return None
+        if owner.cache_ref is not None and "past_key_values" in kwargs:
+            if kwargs["past_key_values"] is None or kwargs["past_key_values"] is not owner.cache_ref():
+                owner.slots.pop(idx, None)  # not a forward into this cache: keep nothing
+                return None
         x = args[0] if args else kwargs.get("hidden_states")
         pe = kwargs.get("position_embeddings")
         cos, sin = pe if pe is not None else (None, None)
@@ -91,12 +132,13 @@ class RopeStore:
                     raise RuntimeError("attention received neither position_ids nor position_embeddings")
                 self.kind = "cos_sin"
                 return self.append(cap, batch, q_len)
-            pos = pos.expand(batch, q_len).to(torch.int32)
+            pos = pos.expand(batch, q_len).to(torch.int32, copy=True).contiguous()
             self.pos = pos if self.pos is None else torch.cat([self.pos, pos], 1)
         else:
             if cap.cos is None:
                 raise RuntimeError("rope_store='cos_sin' needs position_embeddings passed to the attention")
-            cos, sin = cap.cos.expand(batch, q_len, -1), cap.sin.expand(batch, q_len, -1)
+            cos = cap.cos.expand(batch, q_len, -1).contiguous().clone()
+            sin = cap.sin.expand(batch, q_len, -1).contiguous().clone()
             self.cos = cos if self.cos is None else torch.cat([self.cos, cos], 1)
             self.sin = sin if self.sin is None else torch.cat([self.sin, sin], 1)
 
@@ -106,8 +148,17 @@ class RopeStore:
             return self.rotary(like, self.pos[:, start:end].long())
         return self.cos[:, start:end].to(like.dtype), self.sin[:, start:end].to(like.dtype)
 
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for t in (self.pos, self.cos, self.sin) if t is not None]
+
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.pos, self.cos, self.sin) if t is not None)
+        from .store import storage_nbytes
+
+        return storage_nbytes(self.tensors())
+
+    def check_crop(self, n: int) -> None:
+        if n > len(self):
+            raise ValueError(f"cannot remove {n} tokens: the RoPE store holds {len(self)}")
 
     def _map(self, fn) -> None:
         for name in ("pos", "cos", "sin"):
@@ -122,7 +173,8 @@ class RopeStore:
         self._map(lambda t: t.repeat_interleave(n, dim=0))
 
     def crop_tokens(self, n):
-        self._map(lambda t: t[:, : t.shape[1] - n])
+        self.check_crop(n)
+        self._map(lambda t: t[:, : t.shape[1] - n].clone())
 
     def reset(self):
         self.pos = self.cos = self.sin = None

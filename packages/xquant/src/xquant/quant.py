@@ -15,6 +15,7 @@ Rounding is floor(v + 0.5) (round half up) so the Triton kernels can match it bi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,13 +48,25 @@ def pack_bits(codes: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_bits(packed: torch.Tensor, bits: int, channels: int) -> torch.Tensor:
-    """Inverse of `pack_bits`: uint8 stream -> codes [..., channels] (uint8)."""
-    x = packed.to(torch.int64).reshape(*packed.shape[:-1], -1, bits)
-    byte_shifts = torch.arange(bits, device=x.device, dtype=torch.int64) * 8
-    word = (x << byte_shifts).sum(-1)  # [..., c/8]
-    shifts = torch.arange(8, device=x.device, dtype=torch.int64) * bits
-    codes = (word[..., None] >> shifts) & ((1 << bits) - 1)
-    return codes.reshape(*packed.shape[:-1], -1)[..., :channels].to(torch.uint8)
+    """Inverse of `pack_bits`: uint8 stream -> codes [..., channels] (uint8).
+
+    Works in uint8 for 2/4/8 bits (codes never straddle a byte) and in int32 for 3 bits (8 codes in a
+    24-bit word), so the temporaries are at most 4x the codes, never int64 (issue 18: memory peak).
+    """
+    if bits == 8:
+        return packed[..., :channels]
+    lead = packed.shape[:-1]
+    if 8 % bits == 0:
+        per = 8 // bits
+        shifts = torch.arange(per, device=packed.device, dtype=torch.uint8) * bits
+        codes = (packed[..., None] >> shifts) & ((1 << bits) - 1)
+        return codes.reshape(*lead, -1)[..., :channels]
+    x = packed.reshape(*lead, -1, bits).to(torch.int32)
+    byte_shifts = torch.arange(bits, device=x.device, dtype=torch.int32) * 8
+    word = (x << byte_shifts).sum(-1, dtype=torch.int32)  # [..., c/8]
+    shifts = torch.arange(8, device=x.device, dtype=torch.int32) * bits
+    codes = ((word[..., None] >> shifts) & ((1 << bits) - 1)).to(torch.uint8)
+    return codes.reshape(*lead, -1)[..., :channels]
 
 
 @dataclass
@@ -133,18 +146,42 @@ def quantize(
     return QTensor(pack_bits(codes, bits), s, z, bits, group_size, axis, c)
 
 
-def dequantize(q: QTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """x̂ = code * s + z, in `dtype` (arithmetic in fp32)."""
-    codes = unpack_bits(q.codes, q.bits, q.channels).float()
+#: Elements dequantized per chunk: bounds the temporaries of `dequantize` (issue 18) to a few MiB
+#: on top of the output itself, whatever the store size.
+DEQUANT_CHUNK_ELEMENTS = 1 << 18
+
+
+def _dequantize_rows(codes_packed, scale, zero, q: QTensor, t0: int) -> torch.Tensor:
+    """Dequantize a slab of rows (tokens t0.. of `q`) in fp32."""
+    codes = unpack_bits(codes_packed, q.bits, q.channels).float()
     *lead, t, c = codes.shape
     if q.axis == "token":
         g = codes.reshape(*lead, t, c // q.group_size, q.group_size)
-        out = g * q.scale.float()[..., None] + q.zero.float()[..., None]
-        return out.reshape(*lead, t, c).to(dtype)
-    idx = torch.arange(t, device=codes.device) // q.group_size
-    s = q.scale.float().index_select(-2, idx)
-    z = q.zero.float().index_select(-2, idx)
-    return (codes * s + z).to(dtype)
+        out = g * scale.float()[..., None] + zero.float()[..., None]
+        return out.reshape(*lead, t, c)
+    idx = (torch.arange(t, device=codes.device) + t0) // q.group_size
+    return codes * scale.float().index_select(-2, idx) + zero.float().index_select(-2, idx)
+
+
+def dequantize(q: QTensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """x̂ = code * s + z, in `dtype` (arithmetic in fp32), unpacked in bounded chunks of tokens.
+
+    The output is allocated once; each chunk's fp32 temporaries hold at most about
+    `DEQUANT_CHUNK_ELEMENTS` elements, so the peak is the output plus a bounded constant.
+    """
+    *lead, t, _ = q.codes.shape
+    c = q.channels
+    out = torch.empty(*lead, t, c, dtype=dtype, device=q.codes.device)
+    rows_per_token = max(1, math.prod(lead)) * c
+    step = max(1, DEQUANT_CHUNK_ELEMENTS // max(1, rows_per_token))
+    for t0 in range(0, t, step):
+        t1 = min(t, t0 + step)
+        if q.axis == "token":
+            s, z = q.scale[..., t0:t1, :], q.zero[..., t0:t1, :]
+        else:
+            s, z = q.scale, q.zero
+        out[..., t0:t1, :] = _dequantize_rows(q.codes[..., t0:t1, :], s, z, q, t0)
+    return out
 
 
 def fake_quantize(x: torch.Tensor, bits: int, group_size: int, axis: str = "token") -> torch.Tensor:

@@ -17,6 +17,29 @@ import torch
 from .quant import QTensor, concat, dequantize, packed_row_bytes, quantize
 
 
+def compact(t: torch.Tensor | None) -> torch.Tensor | None:
+    """`t` in storage of its own size: a slice or expanded view of a larger tensor is copied out, so a
+    store never pins memory it does not use (issue 18: the window used to pin the whole prompt's X)."""
+    if t is None:
+        return None
+    if t.numel() == 0:
+        return None
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size() or not t.is_contiguous():
+        return t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
+def storage_nbytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (deduplicated by data pointer): what is really held."""
+    seen: dict[tuple, int] = {}
+    for t in tensors:
+        if t is None:
+            continue
+        st = t.untyped_storage()
+        seen[(st.device.type, st.data_ptr())] = st.nbytes()
+    return sum(seen.values())
+
+
 def flushed_tokens(total: int, bits: int, group_size: int, axis: str, residual_length: int) -> int:
     """How many of `total` tokens are quantized after streaming them (closed form of the flush rule)."""
     if bits == 16:
@@ -55,18 +78,19 @@ class TokenStore:
     def __len__(self) -> int:
         return self.n_quantized + self.n_window
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor this store holds (packed codes, fp16 scale/zero, raw prefix, window)."""
+        out = [] if self.q is None else [self.q.codes, self.q.scale, self.q.zero]
+        return out + [t for t in (self.raw, self.window) if t is not None]
+
     def nbytes(self) -> int:
-        """Real bytes of every tensor held (packed codes, fp16 scale/zero, raw prefix, window)."""
-        n = 0 if self.q is None else self.q.nbytes()
-        for t in (self.raw, self.window):
-            if t is not None:
-                n += t.numel() * t.element_size()
-        return n
+        """Bytes of the storages really held (not the views' sizes): see `storage_nbytes`."""
+        return storage_nbytes(self.tensors())
 
     # -- writing -----------------------------------------------------------------------------
     def push(self, x: torch.Tensor) -> None:
         """Append new tokens ``[B, q, C]`` to the full-precision window."""
-        self.window = x if self.window is None else torch.cat([self.window, x], dim=-2)
+        self.window = compact(x) if self.window is None else torch.cat([self.window, x], dim=-2)
 
     def take_flush(self, final: bool = False) -> torch.Tensor | None:
         """Pop the oldest window tokens that are due for quantization (all of them when `final`)."""
@@ -83,13 +107,13 @@ class TokenStore:
                 k += self.group_size
         if k == 0:
             return None
-        out, self.window = self.window[..., :k, :], self.window[..., k:, :]
+        out, self.window = self.window[..., :k, :], compact(self.window[..., k:, :])
         return out
 
     def add(self, values: torch.Tensor, allow_partial: bool = False) -> None:
         """Quantize `values` ``[B, k, C']`` and append them to the quantized prefix."""
         if self.bits == 16:
-            self.raw = values if self.raw is None else torch.cat([self.raw, values], dim=-2)
+            self.raw = compact(values) if self.raw is None else torch.cat([self.raw, values], dim=-2)
             return
         if self.axis == "channel" and self.q is not None and self.q.tokens % self.group_size:
             raise RuntimeError("per-channel store already ends in a partial group; it cannot grow")
@@ -126,26 +150,38 @@ class TokenStore:
     def repeat_batch(self, repeats: int) -> None:
         self._map(lambda t: t.repeat_interleave(repeats, dim=0))
 
+    def check_crop(self, remove: int) -> None:
+        """Raise (without changing anything) unless `crop_tokens(remove)` can succeed."""
+        if remove > len(self):
+            raise ValueError(f"cannot remove {remove} tokens from a store of {len(self)}")
+        rest = remove - self.n_window
+        if rest > 0 and self.raw is None and self.axis == "channel":
+            raise NotImplementedError(
+                f"cannot crop {remove} tokens: {rest} of them are inside per-channel quantized groups "
+                f"(only the {self.n_window} newest tokens are in the full-precision window); use "
+                "residual_length >= the rollback length"
+            )
+
     def crop_tokens(self, remove: int) -> None:
         """Drop the newest `remove` tokens (window first, then per-token codes; per-channel groups stay whole)."""
+        self.check_crop(remove)
         w = min(remove, self.n_window)
         if w:
-            self.window = self.window[..., : self.n_window - w, :]
+            self.window = compact(self.window[..., : self.n_window - w, :])
         rest = remove - w
         if rest <= 0:
             return
         if self.raw is not None:
-            self.raw = self.raw[..., : self.raw.shape[-2] - rest, :]
+            self.raw = compact(self.raw[..., : self.raw.shape[-2] - rest, :])
             return
-        if self.axis == "channel":
-            raise NotImplementedError(
-                "cannot crop into per-channel quantized groups; use residual_length >= the rollback length"
-            )
         keep = self.q.tokens - rest
+        if keep == 0:
+            self.q = None
+            return
         self.q = QTensor(
-            self.q.codes[..., :keep, :],
-            self.q.scale[..., :keep, :],
-            self.q.zero[..., :keep, :],
+            compact(self.q.codes[..., :keep, :]),
+            compact(self.q.scale[..., :keep, :]),
+            compact(self.q.zero[..., :keep, :]),
             self.q.bits,
             self.q.group_size,
             self.q.axis,

@@ -22,6 +22,9 @@ class Latent:
     def rank(self) -> int:
         return self.u.shape[1]
 
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.u, self.m]
+
 
 def latent_factors(w: torch.Tensor, dtype: torch.dtype, check: bool = True) -> Latent:
     """Thin SVD of `w` [d, n] (math convention) in float64 -> (U, M) in `dtype`; verifies U M == W."""

@@ -37,6 +37,10 @@ class TorchBackend:
         return torch_quantize(x, bits, group_size, axis, allow_partial=allow_partial)
 
     @staticmethod
+    def check_layer(layer) -> None:
+        """The torch reference serves every configuration `XQuantConfig` accepts."""
+
+    @staticmethod
     def remat_x(store, spec, dtype):
         deq = store.dequant(dtype)
         xhat = (
@@ -51,6 +55,27 @@ class TritonBackend(TorchBackend):
     """Triton quantize-and-pack (per-token) and fused dequantize+matmul for MHA X rematerialization."""
 
     name = "triton"
+
+    @staticmethod
+    def check_layer(layer) -> None:
+        """Refuse at construction what the kernels would refuse at the first decode (issue 18).
+
+        Per-token stores go through `quantize_pack` (`tl.arange` over one group: a power-of-two
+        group size >= 8); MHA X layers also through `dequant_matmul` (K-blocks of 16/32 must tile a
+        group: a multiple of 16)."""
+        g = layer.config.group_size
+        where = f"layer {layer.idx} ({layer.role}, {layer.bits}-bit) on the Triton backend"
+        token_stores = [s for s in layer.stores() if s.axis == "token" and s.bits != 16]
+        if token_stores and (g < 8 or g & (g - 1)):
+            raise ValueError(
+                f"group_size={g} cannot be served by the Triton quantize kernel for {where}: it needs a "
+                "power of two >= 8 (e.g. 32, 64, 128); use such a group size or backend='torch'"
+            )
+        if layer.role == "x" and layer.bits != 16 and g % 16:
+            raise ValueError(
+                f"group_size={g} cannot be served by the fused dequant-matmul kernel for {where}: it "
+                "needs a multiple of 16; use group_size >= 16 or backend='torch'"
+            )
 
     @staticmethod
     def quantize(x, bits, group_size, axis, allow_partial=False):
