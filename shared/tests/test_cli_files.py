@@ -209,3 +209,33 @@ def test_four_processes_training_the_same_tiny_lm_all_succeed(tmp_cache):
     kinds = [o[0].split()[0] for o in outs]
     assert kinds.count("TRAINED") == 1 and kinds.count("HIT") == 3
     assert len({o[0].split()[1] for o in outs}) == 1
+
+
+def test_runtime_args_and_bench_command(capsys):
+    import torch
+
+    from paperworks_shared.cli import add_bench_command, add_runtime_args, apply_runtime_args
+
+    p = argparse.ArgumentParser(prog="demo")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_bench_command(sub, "demo-pkg")
+    train = sub.add_parser("train")
+    add_runtime_args(train)
+    a = p.parse_args(["train", "--threads", "1", "--device", "cpu", "--no-progress"])
+    before = torch.get_num_threads()
+    try:
+        assert apply_runtime_args(a) == torch.device("cpu") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert a.no_progress
+    b = p.parse_args(["bench"])
+    assert b.scale in ("smoke", "cpu", "gpu") and b.bench_package == "demo-pkg"
+    for bad in (["train", "--device", "tpu"], ["train", "--threads", "0"], ["bench", "--scale", "huge"]):
+        assert run_cli(lambda argv: p.parse_args(argv) and 0, bad, prog="demo") == 2
+    if not torch.cuda.is_available():
+        rc = run_cli(
+            lambda argv: apply_runtime_args(p.parse_args(argv)) and 0,
+            ["train", "--device", "cuda"],
+            prog="demo",
+        )
+        assert rc == 2 and "CUDA is not available" in capsys.readouterr().err

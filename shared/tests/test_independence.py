@@ -69,7 +69,9 @@ def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) 
         ],
         [str(venv / "bin" / script), "--help"],
     ]
-    if name == "paperworks-mast":  # issue 20: mast's core (taxonomy, parser, loaders, HTTP judge, agreement) without torch
+    if (
+        name == "paperworks-mast"
+    ):  # issue 20: mast's core (taxonomy, parser, loaders, HTTP judge, agreement) without torch
         steps.append(
             [
                 str(py),

