@@ -50,6 +50,16 @@ def test_oracle_does_peek_so_the_property_test_can_fail(synthetic):
     assert (again.queries != base.queries).any()
 
 
+def batch_tolerance(scores: torch.Tensor) -> float:
+    """Scores are float32. Batched and row-by-row calls run the same formulas through matmuls of
+    different shapes, whose blocking changes the summation order; each score sums at most a few
+    dozen products (16 concept groups x 2 outcomes x 6 classes), so the two differ by a few ulps of
+    the largest term: 64 eps x max(1, |score|) bounds it with margin (eps = 1.19e-7)."""
+    finite = scores[torch.isfinite(scores)]
+    scale = max(1.0, float(finite.abs().max())) if finite.numel() else 1.0
+    return 64 * torch.finfo(scores.dtype).eps * scale
+
+
 def test_batch_invariance_select_on_batch_equals_row_by_row(synthetic):
     _, model, _, va, te = synthetic
     logits = icbm.predict_concept_logits(model, te)[:40]
@@ -61,10 +71,18 @@ def test_batch_invariance_select_on_batch_equals_row_by_row(synthetic):
     for pol in deployable(model, va) + [icbm.StaticGreedy.fit(model, va, n_steps=3)]:
         batched = pol.select(state)
         single = torch.cat([pol.select(state.rows(slice(i, i + 1))) for i in range(40)])
-        assert torch.equal(batched, single), pol
         sb = pol.scores(state)
         ss = torch.cat([pol.scores(state.rows([i])) for i in range(40)])
-        assert torch.allclose(sb, ss, atol=1e-6, equal_nan=True), pol
+        assert sb.dtype == torch.float32
+        assert torch.equal(torch.isinf(sb), torch.isinf(ss)), pol  # availability is exact
+        tol = batch_tolerance(sb)
+        torch.testing.assert_close(
+            sb, ss, rtol=0, atol=tol, equal_nan=True, msg=lambda m, pol=pol: f"{pol}: {m}"
+        )
+        # the choice is identical, except where two groups tie to within rounding (then either is right)
+        for r in (batched != single).nonzero().flatten().tolist():
+            a, b = int(batched[r]), int(single[r])
+            assert a >= 0 and b >= 0 and abs(float(sb[r, a] - sb[r, b])) <= 2 * tol, (pol, r, a, b)
     truth = (te.c[:40], te.y[:40], te.visible[:40])
     orc = icbm.OracleGreedy()
     single = torch.cat(

@@ -15,6 +15,10 @@ from .groups import ConceptGroups
 from .model import ConceptBottleneckModel, linear_cbm
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or not an icbm checkpoint (the message names the path)."""
+
+
 def save_checkpoint(
     model: ConceptBottleneckModel,
     path: str | Path,
@@ -23,8 +27,9 @@ def save_checkpoint(
     hidden: int | None = None,
     extra: dict | None = None,
 ) -> Path:
+    from paperworks_shared.files import atomic_torch_save
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "in_features": in_features,
         "n_classes": n_classes,
@@ -35,26 +40,40 @@ def save_checkpoint(
         "groups": model.groups.to_dict(),
         "extra": extra or {},
     }
-    torch.save({"config": config, "state_dict": model.state_dict()}, path)
+    # temp file + fsync + rename: a crash never leaves a truncated checkpoint (or clobbers the old one)
+    atomic_torch_save({"config": config, "state_dict": model.state_dict()}, path)
     return path
 
 
 def load_checkpoint(path: str | Path) -> tuple[ConceptBottleneckModel, dict]:
     path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    blob = torch.load(path, weights_only=True)
+        raise CheckpointError(f"{path} is not a file (expected a checkpoint written by `icbm train`)")
+    try:
+        blob = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # truncated zip, not a torch file, pickled code refused by weights_only
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({msg})") from None
+    if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
+        raise CheckpointError(f"{path} is not an icbm checkpoint (no config / state_dict)")
     cfg = blob["config"]
-    groups = ConceptGroups.from_dict(cfg["groups"])
-    model = linear_cbm(
-        cfg["in_features"],
-        groups,
-        cfg["n_classes"],
-        hidden=cfg["hidden"],
-        mode=cfg["mode"],
-        bottleneck=cfg["bottleneck"],
-        intervention_format=cfg["intervention_format"],
-    )
-    model.load_state_dict(blob["state_dict"])
+    try:
+        groups = ConceptGroups.from_dict(cfg["groups"])
+        model = linear_cbm(
+            cfg["in_features"],
+            groups,
+            cfg["n_classes"],
+            hidden=cfg["hidden"],
+            mode=cfg["mode"],
+            bottleneck=cfg["bottleneck"],
+            intervention_format=cfg["intervention_format"],
+        )
+        model.load_state_dict(blob["state_dict"])
+    except KeyError as e:
+        raise CheckpointError(f"{path}: the checkpoint config lacks {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: invalid checkpoint ({str(e).strip().splitlines()[0]})") from None
     model.eval()
     return model, cfg

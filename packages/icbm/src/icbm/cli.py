@@ -7,34 +7,33 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_dir,
+    check_out_file,
+    existing_file,
+    int_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    require,
+    run_cli,
+)
 
 POLICIES = ("random", "random-fixed", "static-greedy", "uncertainty", "influence", "coop", "eig", "oracle")
 
 
 def _load_data(args):
     """(train, val, test, meta) from --data NPZ or the synthetic task."""
-    from .data import ConceptDataset, OccludedConceptsTask, categorical_task
-    from .groups import ConceptGroups
+    import numpy as np
+    import torch
+
+    from .data import OccludedConceptsTask, categorical_task
 
     if getattr(args, "data", None):
-        z = np.load(args.data)
-        for k in ("x", "c", "y"):
-            if k not in z:
-                raise SystemExit(f"{args.data}: missing array {k!r} (need x, c, y[, visible])")
-        groups = (
-            ConceptGroups.from_dict(json.loads(Path(args.groups).read_text()))
-            if args.groups
-            else ConceptGroups.singletons(z["c"].shape[1])
-        )
-        ds = ConceptDataset(
-            torch.tensor(z["x"], dtype=torch.float32),
-            torch.tensor(z["c"], dtype=torch.float32),
-            torch.tensor(z["y"], dtype=torch.long),
-            torch.tensor(z["visible"]).bool() if "visible" in z else None,
-            groups,
-        )
+        ds = _read_npz(args.data, args.groups)
         rng = np.random.default_rng(args.seed)
         perm = torch.as_tensor(rng.permutation(len(ds)))
         n_tr, n_va = int(0.6 * len(ds)), int(0.2 * len(ds))
@@ -42,7 +41,12 @@ def _load_data(args):
             ds.subset(perm[:n_tr]),
             ds.subset(perm[n_tr : n_tr + n_va]),
             ds.subset(perm[n_tr + n_va :]),
-            {"in_features": ds.x.shape[1], "n_classes": int(ds.y.max()) + 1, "source": args.data},
+            {
+                "in_features": ds.x.shape[1],
+                "n_classes": int(ds.y.max()) + 1,
+                "n_concepts": ds.c.shape[1],
+                "source": str(args.data),
+            },
         )
     task = (
         categorical_task(seed=args.seed)
@@ -56,10 +60,68 @@ def _load_data(args):
         te,
         {
             "in_features": task.in_features,
+            "n_concepts": tr.c.shape[1],
             "n_classes": task.n_classes,
             "source": f"synthetic:{args.synthetic}:{args.seed}",
         },
     )
+
+
+def _read_npz(path, groups_path):
+    """The --data NPZ (and --groups JSON) as a ConceptDataset; UserError naming the file otherwise."""
+    import numpy as np
+    import torch
+
+    from .data import ConceptDataset
+    from .groups import ConceptGroups
+    from .training import check_training_batch
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # not a zip / truncated / pickled object arrays
+        why = str(e).strip() or type(e).__name__
+        raise UserError(f"--data {path}: cannot be read as an .npz file ({why})") from None
+    missing = [k for k in ("x", "c", "y") if k not in arrays]
+    require(not missing, f"--data {path}: missing array(s) {missing} (need x, c, y[, visible])")
+    try:
+        x = torch.as_tensor(np.asarray(arrays["x"], dtype=np.float32))
+        c = torch.as_tensor(np.asarray(arrays["c"], dtype=np.float32))
+        y_raw = np.asarray(arrays["y"])
+        require(
+            np.issubdtype(y_raw.dtype, np.integer)
+            or (
+                np.issubdtype(y_raw.dtype, np.floating)
+                and np.all(np.isfinite(y_raw))
+                and np.all(y_raw == np.round(y_raw))
+            ),
+            f"--data {path}: y must hold integer class ids",
+        )
+        y = torch.as_tensor(y_raw.astype(np.int64))
+        vis = torch.as_tensor(np.asarray(arrays["visible"])).bool() if "visible" in arrays else None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"--data {path}: arrays must be numeric ({e})") from None
+    require(x.dim() == 2, f"--data {path}: x must be (N, D) feature vectors, got shape {tuple(x.shape)}")
+    require(len(y) >= 10, f"--data {path}: needs at least 10 rows to split into train/val/test, got {len(y)}")
+    require(c.dim() == 2, f"--data {path}: c must be (N, C) concept labels, got shape {tuple(c.shape)}")
+    require(
+        int(y.max()) < 100_000 if len(y) else True,
+        f"--data {path}: class id {int(y.max())} is implausibly large (ids must be 0..K-1)",
+    )
+    try:
+        groups = (
+            ConceptGroups.from_dict(json.loads(Path(groups_path).read_text(encoding="utf-8")))
+            if groups_path
+            else ConceptGroups.singletons(c.shape[1])
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--groups {groups_path}: not a valid groups file ({e})") from None
+    try:
+        ds = ConceptDataset(x, c, y, vis, groups)
+        check_training_batch(ds.x, ds.c, ds.y, int(ds.y.max()) + 1, f"--data {path}")
+    except ValueError as e:
+        raise UserError(f"--data {path}: {e}" if str(path) not in str(e) else str(e)) from None
+    return ds
 
 
 def _policy(name, model, val, args):
@@ -93,10 +155,14 @@ def _policy(name, model, val, args):
 
 def _data_args(p):
     p.add_argument(
-        "--data", help="NPZ with arrays x (N, D), c (N, C) 0/1, y (N,) and optional visible (N, C)"
+        "--data",
+        type=existing_file,
+        help="NPZ with arrays x (N, D) finite, c (N, C) 0/1, y (N,) class ids and optional visible (N, C)",
     )
     p.add_argument(
-        "--groups", help="JSON {groups: {name: [idx...]}, kinds: {...}, costs: {...}} (default: singletons)"
+        "--groups",
+        type=existing_file,
+        help="JSON {groups: {name: [idx...]}, kinds: {...}, costs: {...}} (default: singletons)",
     )
     p.add_argument(
         "--synthetic",
@@ -104,15 +170,24 @@ def _data_args(p):
         default="occluded",
         help="synthetic task when --data is not given (default: occluded)",
     )
-    p.add_argument("--n-train", type=int, default=4000, help="synthetic training size (val = /4, test = /2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--n-train",
+        type=int_range(40, 10_000_000),
+        default=4000,
+        help="synthetic training size, >= 40 (val = /4, test = /2)",
+    )
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    add_debug_flag(p)
 
 
 def cmd_train(args):
+    import torch
+
     from .checkpoint import save_checkpoint
     from .model import linear_cbm
     from .training import fit
 
+    out = check_out_file(args.out)
     torch.manual_seed(args.seed)
     tr, _va, _te, meta = _load_data(args)
     model = linear_cbm(
@@ -132,18 +207,18 @@ def cmd_train(args):
         seed=args.seed,
         progress=True,
     )
-    path = save_checkpoint(model, args.out, meta["in_features"], meta["n_classes"], args.hidden, extra=meta)
+    path = save_checkpoint(model, out, meta["in_features"], meta["n_classes"], args.hidden, extra=meta)
     print(f"saved {path} ({model.mode}, bottleneck={model.bottleneck}, format={model.intervention_format})")
 
 
 def cmd_evaluate(args):
     from paperworks_shared.bench import markdown_table
 
-    from .checkpoint import load_checkpoint
     from .evaluate import evaluate_interventions
 
-    model, _cfg = load_checkpoint(args.checkpoint)
-    _tr, va, te, _ = _load_data(args)
+    model, _cfg = _load_model(args)
+    _tr, va, te, meta = _load_data(args)
+    _check_compatible(model, meta, args)
     names = POLICIES if args.policy == "all" else (args.policy,)
     rows = []
     for n in names:
@@ -160,19 +235,61 @@ def cmd_evaluate(args):
     print(markdown_table(rows))
 
 
+def _load_model(args):
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(args.checkpoint)
+    except CheckpointError as e:
+        raise UserError(f"--checkpoint {e}") from None
+
+
+def _check_compatible(model, meta, args) -> None:
+    """The data must fit the checkpoint, and the budget the number of concept groups."""
+    want = model.concept_encoder.in_features if hasattr(model.concept_encoder, "in_features") else None
+    require(
+        want is None or want == meta["in_features"],
+        f"the data have {meta['in_features']} features but --checkpoint {args.checkpoint} expects {want}",
+    )
+    require(
+        model.groups.n_concepts == meta["n_concepts"],
+        f"the data have {meta['n_concepts']} concepts but --checkpoint {args.checkpoint} expects "
+        f"{model.groups.n_concepts}",
+    )
+    budget = getattr(args, "budget", None)
+    if budget is not None:
+        require(
+            budget <= len(model.groups),
+            f"--budget {budget} is larger than the number of concept groups ({len(model.groups)})",
+        )
+
+
 def cmd_ask(args, stdin=None, out=print):
-    from .checkpoint import load_checkpoint
+    import numpy as np
+    import torch
+
     from .dialogue import InteractiveDialogue
 
     stdin = stdin or sys.stdin
-    model, _cfg = load_checkpoint(args.checkpoint)
-    _tr, va, te, _ = _load_data(args)
+    model, _cfg = _load_model(args)
+    _tr, va, te, meta = _load_data(args)
+    _check_compatible(model, meta, args)
     if args.input:
-        x = torch.tensor(np.load(args.input), dtype=torch.float32).reshape(1, -1)
+        try:
+            x = torch.tensor(np.load(args.input, allow_pickle=False), dtype=torch.float32).reshape(1, -1)
+        except (OSError, ValueError, TypeError) as e:
+            raise UserError(f"--input {args.input}: cannot be read as a .npy array ({e})") from None
+        require(
+            x.shape[1] == meta["in_features"],
+            f"--input {args.input}: {x.shape[1]} features, the model expects {meta['in_features']}",
+        )
+        require(bool(torch.isfinite(x).all()), f"--input {args.input}: holds NaN or inf values")
         truth = None
     else:
-        if not 0 <= args.index < len(te):
-            raise SystemExit(f"--index must be in [0, {len(te)})")
+        require(
+            0 <= args.index < len(te),
+            f"--index {args.index} is out of range: the test split has {len(te)} rows",
+        )
         x, truth = te.x[args.index : args.index + 1], (te.c[args.index], int(te.y[args.index]))
     pol = _policy(args.policy, model, va, args)
     d = InteractiveDialogue(model, x, policy=pol, budget=args.budget)
@@ -219,6 +336,10 @@ def cmd_demo(args):
     from .experiments import POLICY_ORDER, run_policies, standard_policies, train_synthetic
 
     task = OccludedConceptsTask(seed=args.seed)
+    require(
+        args.budget <= len(task.groups),
+        f"--budget {args.budget} is larger than the number of concept groups ({len(task.groups)})",
+    )
     model, _tr, va, te = train_synthetic(
         task, (args.n_train, args.n_train // 4, args.n_train // 2), split_seed=args.seed, epochs=args.epochs
     )
@@ -240,6 +361,7 @@ def cmd_bench(args):
 
     from .bench import run
 
+    check_out_dir(args.results, what="--results")
     ctx = BenchContext("icbm", args.scale, args.results)
     run(ctx)
     for r in ctx.records:
@@ -252,41 +374,49 @@ def build_parser() -> argparse.ArgumentParser:
         description="Interactive concept bottleneck models (CooP, AAAI 2023): train a CBM, evaluate query "
         "policies as accuracy-vs-interactions curves, or answer the model's questions yourself.",
     )
+    add_debug_flag(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("train", help="train a feature-vector CBM and save a checkpoint")
     _data_args(p)
     p.add_argument("--mode", choices=("independent", "sequential", "joint"), default="independent")
     p.add_argument("--bottleneck", choices=("probs", "logits", "hard"), default="probs")
-    p.add_argument("--hidden", type=int, default=None, help="MLP head width (default: linear head)")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--concept-weight", type=float, default=1.0, help="lambda of the joint loss")
-    p.add_argument("--out", default="icbm-model.pt")
+    p.add_argument(
+        "--hidden", type=int_range(1, 65536), default=None, help="MLP head width (default: linear head)"
+    )
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=60)
+    p.add_argument("--lr", type=positive_float, default=1e-2)
+    p.add_argument("--concept-weight", type=nonneg_float, default=1.0, help="lambda of the joint loss (>= 0)")
+    p.add_argument("--out", default="icbm-model.pt", help="checkpoint file (written atomically)")
     p.set_defaults(func=cmd_train)
 
     def policy_args(p, default="coop"):
         p.add_argument("--policy", default=default, choices=POLICIES + (("all",) if default == "all" else ()))
         p.add_argument(
-            "--beta", type=float, default=None, help="CooP influence weight (default: tuned on val)"
+            "--beta",
+            type=nonneg_float,
+            default=None,
+            help="CooP influence weight, >= 0 (default: tuned on val)",
         )
-        p.add_argument("--gamma", type=float, default=0.0, help="CooP cost weight")
+        p.add_argument("--gamma", type=nonneg_float, default=0.0, help="CooP cost weight, >= 0")
         p.add_argument("--group-mode", default="auto", choices=("auto", "v1", "v2", "categorical"))
 
     p = sub.add_parser("evaluate", help="accuracy after k = 0..budget interactions for one or all policies")
     _data_args(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--budget", type=int, default=5)
-    p.add_argument("--cost-budget", type=float, default=None)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `icbm train`")
+    p.add_argument("--budget", type=positive_int, default=5, help="queries per instance (<= groups)")
+    p.add_argument("--cost-budget", type=positive_float, default=None)
     policy_args(p, default="all")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("ask", help="interactive terminal dialogue: the model asks you for concept values")
     _data_args(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--input", help=".npy feature vector (default: a test instance, see --index)")
-    p.add_argument("--index", type=int, default=0)
-    p.add_argument("--budget", type=int, default=5)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `icbm train`")
+    p.add_argument(
+        "--input", type=existing_file, help=".npy feature vector (default: a test instance, see --index)"
+    )
+    p.add_argument("--index", type=nonneg_int, default=0)
+    p.add_argument("--budget", type=positive_int, default=5, help="queries (<= groups)")
     p.add_argument(
         "--show-truth", action="store_true", help="print the true answer (synthetic test instances)"
     )
@@ -294,24 +424,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("demo", help="train on the synthetic task and print the curves of all policies")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-train", type=int, default=4000)
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--budget", type=int, default=8)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--n-train", type=int_range(40, 10_000_000), default=4000)
+    p.add_argument("--epochs", type=int_range(1, 100_000), default=60)
+    p.add_argument("--budget", type=positive_int, default=8, help="queries per instance (<= 16 groups)")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="run the package benchmark (writes <results>/icbm/*.json + PNG)")
     p.add_argument("--scale", choices=("smoke", "cpu", "gpu"), default="smoke")
     p.add_argument("--results", default="benchmarks/results")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_bench)
     return ap
 
 
-def main(argv=None) -> int:
-    torch.set_num_threads(1)
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
     args.func(args)
     return 0
+
+
+def main(argv=None) -> int:
+    """Console entry point: user errors end with one line `icbm: error: ...` and exit 2."""
+    return run_cli(_main, argv, prog="icbm")
 
 
 if __name__ == "__main__":

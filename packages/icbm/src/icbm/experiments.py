@@ -58,22 +58,24 @@ def train_synthetic(
         "epochs": epochs,
         "lr": lr,
     }
-    path = None
-    if cache:
-        from paperworks_shared.cache import cache_dir, is_complete, mark_complete
 
-        path = cache_dir("icbm-synthetic", key)
-        if is_complete(path):
-            model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-            model.eval()
-            return model, tr, va, te
-    torch.manual_seed(split_seed)
-    model = linear_cbm(task.in_features, task.groups, task.n_classes)
-    fit(model, tr, epochs=epochs, lr=lr, seed=split_seed)
-    if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path / "model.pt")
-        mark_complete(path, key)
+    def train() -> torch.nn.Module:
+        torch.manual_seed(split_seed)
+        m = linear_cbm(task.in_features, task.groups, task.n_classes)
+        fit(m, tr, epochs=epochs, lr=lr, seed=split_seed)
+        return m
+
+    if not cache:
+        return train(), tr, va, te
+    from paperworks_shared.cache import get_or_build
+
+    # one builder at a time (file lock), private staging folder, atomic publish: concurrent callers
+    # wait for the first one's model instead of racing on a shared temp path
+    path, _ = get_or_build(
+        "icbm-synthetic", key, lambda staging: torch.save(train().state_dict(), staging / "model.pt")
+    )
+    model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
+    model.eval()
     return model, tr, va, te
 
 

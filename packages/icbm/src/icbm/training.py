@@ -35,6 +35,41 @@ def _as_dataset(data) -> Dataset:
     raise TypeError(f"expected a Dataset or (x, c, y[, visible]) tensors, got {type(data).__name__}")
 
 
+def check_training_batch(
+    x: torch.Tensor, c: torch.Tensor, y: torch.Tensor, n_classes: int, where: str = ""
+) -> None:
+    """Refuse data that would train silently into a wrong model [issue 18]: non-finite features,
+    concept labels outside {0, 1}, class labels outside [0, n_classes). Raises ValueError naming the
+    first offending row and column."""
+    at = f" ({where})" if where else ""
+    if x.is_floating_point() or x.is_complex():
+        bad = ~torch.isfinite(x.reshape(len(x), -1))
+        if bad.any():
+            i, j = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(
+                f"features hold {int(bad.sum())} NaN/inf value(s){at}, first at row {i}, feature {j} "
+                f"({float(x.reshape(len(x), -1)[i, j])}): impute or drop them before training"
+            )
+    cf = c.float() if not c.is_floating_point() else c
+    bad = ~((cf == 0) | (cf == 1))
+    if bad.any():
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"concept labels must be 0 or 1{at}: {int(bad.sum())} value(s) are not, first at row {i}, "
+            f"concept {j} (value {float(cf[i, j])}); binarise soft or uncertain labels first (mark "
+            "unknown ones with `visible=False`)"
+        )
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise ValueError(f"class labels must be integers{at}, got e.g. {float(y[y != y.round()][0])}")
+    hi = max(n_classes, 2)
+    bad = (y < 0) | (y >= hi)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"class labels must be in [0, {hi}){at} for a head with {n_classes} output(s): row {i} has {int(y[i])}"
+        )
+
+
 def label_loss(label_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy, or BCE for a binary task with a single logit."""
     if label_logits.shape[-1] == 1:
@@ -75,6 +110,18 @@ def _loop(params, batches_fn, loss_fn, epochs, lr, weight_decay, desc, progress,
         log.append(total / max(n, 1))
 
 
+def _head_outputs(model: ConceptBottleneckModel) -> int:
+    """Number of label logits of the head (probed with one all-zero bottleneck)."""
+    p = next(model.parameters())
+    with torch.no_grad():
+        was = model.label_predictor.training
+        model.label_predictor.eval()
+        z = torch.zeros(1, model.groups.n_concepts, device=p.device, dtype=p.dtype)
+        out = model.head(z).shape[-1]
+        model.label_predictor.train(was)
+    return int(out)
+
+
 def fit(
     model: ConceptBottleneckModel,
     train_data,
@@ -98,6 +145,9 @@ def fit(
     ds = _as_dataset(train_data)
     head_epochs = epochs if head_epochs is None else head_epochs
     dev = next(model.parameters()).device
+    n_out = _head_outputs(model)
+    if isinstance(ds, ConceptDataset):  # validate once, up front, before any training
+        check_training_batch(ds.x, ds.c, ds.y, n_out, "training data")
     gen = torch.Generator().manual_seed(seed)
     hist = FitHistory()
     model.train()
@@ -110,6 +160,7 @@ def fit(
                 yield [ds.x[i].to(dev), ds.c[i].to(dev), ds.y[i].to(dev)]
         else:
             for b in DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen):
+                check_training_batch(b[0], b[1], b[2], n_out, "a training batch")
                 yield [t.to(dev) for t in b]
 
     def concept_loss(b):
