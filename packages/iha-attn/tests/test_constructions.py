@@ -42,15 +42,30 @@ def test_tanh_witness_is_nonlinear():
     assert (tanh_witness(2 * x, wq, wk, wv) - 2 * f).abs().max() > 1e-3  # MHA would be linear here
 
 
+def _witness(x, wq, wk, wv, v_sign):
+    """App. B.1 on a repeated-token input X = 1xᵀ (H = 1, P = 2): α^Q = (1, 0), α^K = (1, −1), α^V = (1, v_sign)."""
+    X = x[None].expand(4, -1)
+    q, k, v = ((X @ w)[None, None] for w in (wq, wk, wv))
+    a_q = torch.tensor([[[1.0, 0.0]]], dtype=x.dtype)
+    a_k = torch.tensor([[[1.0, -1.0]]], dtype=x.dtype)
+    a_v = torch.tensor([[[1.0, v_sign]]], dtype=x.dtype)
+    R = torch.tensor([[1.0, 0.0]], dtype=x.dtype)
+    return iha_attention(q, k, v, a_q, a_k, a_v, R, mask_mode="none", scale=1.0, backend="eager")[0, 0, 0]
+
+
 def test_paper_plus_identity_witness_is_linear():
-    # App. B.1 as written (α^V_2 = +I): the output collapses to v, still linear in x (notes §6.14)
-    x = torch.randn(1, 1, 4, 3, dtype=torch.float64)
-    v = torch.randn(1, 1, 4, 3, dtype=torch.float64).mean(2, keepdim=True).expand(1, 1, 4, 3)
-    a_q = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)
-    a_k = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
-    a_v = torch.tensor([[[1.0, 1.0]]], dtype=torch.float64)
-    out = iha_attention(x.mean(2, keepdim=True).expand_as(x), x.mean(2, keepdim=True).expand_as(x), v, a_q, a_k, a_v, torch.tensor([[1.0, 0.0]], dtype=torch.float64), mask_mode="none", backend="eager")  # fmt: skip
-    torch.testing.assert_close(out[0, 0, 0], v[0, 0, 0])
+    # App. B.1 as written (α^V_2 = +I): the query sees (k, v) and (−k, +v) equally often, so the softmax
+    # weights sum to 1 over copies of v and the output is exactly v = x W_V: linear in x (notes §6.14).
+    # With α^V_2 = −I the same layer gives tanh(⟨q,k⟩)·v, which is not.
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, dtype=torch.float64, generator=g)
+    wq, wk, wv = (torch.randn(3, 3, dtype=torch.float64, generator=g) for _ in range(3))
+    plus = _witness(x, wq, wk, wv, +1.0)
+    torch.testing.assert_close(plus, x @ wv)
+    torch.testing.assert_close(_witness(2 * x, wq, wk, wv, +1.0), 2 * plus)
+    minus = _witness(x, wq, wk, wv, -1.0)
+    torch.testing.assert_close(minus, torch.tanh((x @ wq) @ (x @ wk)) * (x @ wv))
+    assert (_witness(2 * x, wq, wk, wv, -1.0) - 2 * minus).abs().max() > 1e-2
 
 
 def test_cpm3_labels_by_hand_and_order_sensitivity():

@@ -60,8 +60,54 @@ def test_cli(tmp_path, capsys):
     for task, attn in (("relcomp2", "iha"), ("multikey", "hybrid")):
         assert main(["train", "--task", task, "--attn", attn, "--steps", "2"]) == 0
         assert "accuracy=" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["train", "--task", "nope"])
+    assert main(["train", "--task", "nope"]) == 2
+
+
+BAD_INPUTS = [  # (script, argv, words the one-line error must contain)
+    ("iha-attn", ["train", "--P", "0"], "--P: 0 is out of range"),
+    ("iha-attn", ["train", "--P", "-2"], "--P: -2 is out of range"),
+    ("iha-attn", ["train", "--steps", "-3"], "--steps: -3 is out of range"),
+    ("iha-attn", ["train", "--steps", "nan"], "--steps: 'nan' is not an integer"),
+    ("iha-attn", ["train", "--heads", "0"], "--heads: 0 is out of range"),
+    ("iha-attn", ["train", "--seeds", "0"], "--seeds: 0 is out of range"),
+    ("iha-attn", ["train", "--task", "nope"], "--task: 'nope': choose one of"),
+    ("iha-attn", ["train", "--attn", "hybrid"], "--attn hybrid exists only for --task multikey"),
+    ("iha-attn", ["train", "--task", "multikey", "--heads", "3"], "--heads 3"),
+    ("iha-attn", ["train", "--task", "multikey", "--records", "5", "--keys", "2"], "--records 5"),
+    ("iha-attn", ["train", "--task", "multikey", "--window", "0"], "--window: 0 is out of range"),
+    ("iha-attn", ["train", "--task", "relcomp2", "--m", "1"], "--m: 1 is out of range"),
+    ("iha-attn", ["flops", "--P", "0"], "--P: 0 is out of range"),
+    ("iha-attn", ["flops", "--N", "-5"], "--N: -5 is out of range"),
+    ("iha-attn", ["flops", "--D", "10", "--H", "3"], "--D 10 is not divisible by --H 3"),
+    ("iha-attn", ["construct", "--seed", "-1"], "--seed: -1 is out of range"),
+    ("iha-attn", ["patch-check", "--P", "0"], "--P: 0 is out of range"),
+    ("iha-attn", ["patch-check", "--arch", "gpt2"], "--arch: 'gpt2'"),
+    ("iha-attn", ["patch-check", "--layers", "bogus"], "--layers 'bogus'"),
+    ("iha-attn", ["patch-check", "--layers", "schedule:0:1"], "selects no layer"),
+    ("iha-train", ["--P", "0"], "--P: 0 is out of range"),
+    ("iha-train", ["--steps", "0"], "--steps: 0 is out of range"),
+    ("iha-train", ["--task", "polyfilter", "--k", "0"], "--k: 0 is out of range"),
+]
+
+
+@pytest.mark.parametrize("script,argv,words", BAD_INPUTS, ids=[" ".join([s, *a]) for s, a, _ in BAD_INPUTS])
+def test_cli_bad_input_table(script, argv, words, capsys):
+    fn = main if script == "iha-attn" else train_main
+    assert fn(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(script) and "error:" in err[-1] and words in err[-1], err[-1]
+
+
+def test_cli_unwritable_out_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "r.json"  # its folder is a regular file
+    for fn, argv in ((main, ["train"]), (train_main, [])):
+        # 10 million steps would run for hours: exit 2 now proves --out is checked before any work
+        assert fn([*argv, "--steps", "10000000", "--out", str(out)]) == 2
+        assert "--out" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.slow

@@ -1,13 +1,61 @@
-"""Console scripts: ``iha-attn`` (subcommands) and ``iha-train`` (= ``iha-attn train``)."""
+"""Console scripts: ``iha-attn`` (subcommands) and ``iha-train`` (= ``iha-attn train``).
+
+Both follow the paperworks CLI convention (`paperworks_shared.cli`): every argument is range-checked at
+parse time and ``--out`` is proved writable before any training, user mistakes are one line on stderr
+with exit code 2, ``--debug`` shows tracebacks. Results are written atomically.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_file,
+    choice_of,
+    int_range,
+    nonneg_int,
+    positive_int,
+    require,
+    run_cli,
+)
+
+MAX_P = 64  # pseudo-heads per head; the attention cost grows as P², so larger values are refused
+MAX_HEADS = 64
+MAX_STEPS = 10_000_000
+TINY_D_MODEL = 64  # width of the synthetic-task LMs (multikey, relcomp)
+
+
+def _check_train_args(args) -> None:
+    """Cross-argument checks, before any work (each names the option)."""
+    require(
+        args.attn in ("mha", "iha") or args.task == "multikey",
+        f"--attn {args.attn} exists only for --task multikey (a local layer + a global MHA layer)",
+    )
+    if args.task == "multikey" or args.task.startswith("relcomp"):
+        heads = args.heads if args.task == "multikey" else 4
+        require(
+            TINY_D_MODEL % heads == 0 and (TINY_D_MODEL // heads) % 2 == 0,
+            f"--heads {heads}: the {TINY_D_MODEL}-wide task model needs heads dividing {TINY_D_MODEL} with an "
+            "even head dim (1, 2, 4, 8, 16 or 32)",
+        )
+    if args.task == "multikey":
+        require(
+            args.keys**2 >= args.records,
+            f"--records {args.records} needs at least that many distinct key pairs (--keys {args.keys} gives "
+            f"{args.keys**2})",
+        )
+    if args.task.startswith("relcomp"):
+        require(args.m >= 2, f"--m {args.m}: a relation needs m >= 2")
+    if args.out:
+        check_out_file(args.out)
 
 
 def _train(args) -> dict:
+    from paperworks_shared.files import atomic_write_json
+
     from .tasks import MultiKeySpec
     from .train import train_multikey, train_polyfilter, train_relcomp
 
@@ -48,31 +96,34 @@ def _train(args) -> dict:
         results.append(r)
         metric = "test_mse" if args.task == "polyfilter" else "accuracy"
         print(f"seed {seed}: {metric}={r[metric]:.5f} params={r['params']} ({r['seconds']:.1f}s)")
-    out = {"args": vars(args), "runs": results}
+    out = {"args": {k: v for k, v in vars(args).items() if k != "debug"}, "runs": results}
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(out, fh, indent=1, default=str)
+        try:
+            atomic_write_json(args.out, out)  # temp file + rename: never a half-written result
+        except ValueError as e:  # strict JSON refuses NaN/inf, e.g. a diverged loss
+            raise UserError(f"results not written to {args.out}: {e}") from None
         print(f"wrote {args.out}")
     return out
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", choices=["polyfilter", "multikey", "relcomp2", "relcomp3"], default="polyfilter")
-    p.add_argument("--attn", choices=["mha", "iha", "hybrid", "global_local"], default="iha",
+    p.add_argument("--task", type=choice_of(["polyfilter", "multikey", "relcomp2", "relcomp3"]), default="polyfilter",
+                   help="polyfilter, multikey, relcomp2 or relcomp3")  # fmt: skip
+    p.add_argument("--attn", type=choice_of(["mha", "iha", "hybrid", "global_local"]), default="iha",
                    help="mha = P=1; iha = P pseudo-heads everywhere; hybrid/global_local (multikey): local layer + global MHA")  # fmt: skip
-    p.add_argument("--heads", type=int, default=2, help="attention heads H")
-    p.add_argument("--P", type=int, default=2, help="pseudo-heads per head")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--k", type=int, default=4, help="polyfilter: number of powers A^0..A^(k-1)")
-    p.add_argument("--m", type=int, default=5, help="relcomp: relation size m (sequence m^2)")
-    p.add_argument("--records", type=int, default=6, help="multikey: records per sequence")
-    p.add_argument("--keys", type=int, default=6, help="multikey: key-token vocabulary")
-    p.add_argument("--values", type=int, default=12, help="multikey: value-token vocabulary")
-    p.add_argument(
-        "--window", type=int, default=None, help="multikey: local window in tokens (default N/(2P^2))"
-    )
+    p.add_argument("--heads", type=int_range(1, MAX_HEADS), default=2, help="attention heads H")
+    p.add_argument("--P", type=int_range(1, MAX_P), default=2, help=f"pseudo-heads per head (1..{MAX_P})")
+    p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=1000)
+    p.add_argument("--seeds", type=int_range(1, 1000), default=1)
+    p.add_argument("--k", type=int_range(1, 64), default=4, help="polyfilter: number of powers A^0..A^(k-1)")
+    p.add_argument("--m", type=int_range(2, 16), default=5, help="relcomp: relation size m (sequence m^2)")
+    p.add_argument("--records", type=int_range(1, 4096), default=6, help="multikey: records per sequence")
+    p.add_argument("--keys", type=int_range(1, 4096), default=6, help="multikey: key-token vocabulary")
+    p.add_argument("--values", type=int_range(1, 65536), default=12, help="multikey: value-token vocabulary")
+    p.add_argument("--window", type=positive_int, default=None,
+                   help="multikey: local window in tokens (default N/(2P^2))")  # fmt: skip
     p.add_argument("--out", default=None, help="write a JSON with metrics, loss curves, parameter counts")
+    add_debug_flag(p)
 
 
 def _construct(args) -> None:
@@ -125,7 +176,10 @@ def _patch_check(args) -> None:
     ids = torch.randint(0, 256, (1, 16))
     with torch.no_grad():
         ref = model(ids).logits
-        mixes = patch_model_with_iha(model, layers=args.layers, P=args.P, seq_len=16)
+        try:
+            mixes = patch_model_with_iha(model, layers=args.layers, P=args.P, seq_len=16)
+        except ValueError as e:  # e.g. a schedule that selects no layer of the 2-layer model
+            raise UserError(f"--layers {args.layers!r}: {e}") from None
         out = model(ids).logits
     extra = sum(m.extra_param_count() for m in mixes)
     print(f"{args.arch}: patched {len(mixes)} layers, +{extra} params, max |logit diff| at mha_exact init = "
@@ -141,33 +195,60 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a synthetic task (polyfilter, multikey, relcomp2/3)")
     _add_train_args(tr)
     c = sub.add_parser("construct", help="run the paper's explicit constructions and print their errors")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=nonneg_int, default=0)
+    add_debug_flag(c)
     f = sub.add_parser("flops", help="analytic FLOP ratios IHA/MHA (global and FLOP-matched local)")
-    f.add_argument("--N", type=int, default=256)
-    f.add_argument("--D", type=int, default=256)
-    f.add_argument("--H", type=int, default=4)
-    f.add_argument("--P", type=int, nargs="+", default=[2, 4])
+    f.add_argument("--N", type=int_range(1, 10**9), default=256, help="sequence length (tokens)")
+    f.add_argument("--D", type=int_range(1, 10**6), default=256, help="model width")
+    f.add_argument("--H", type=int_range(1, 4096), default=4, help="heads")
+    f.add_argument("--P", type=int_range(1, MAX_P), nargs="+", default=[2, 4])
+    add_debug_flag(f)
     pc = sub.add_parser("patch-check", help="patch a tiny transformers model and check exact retrofit")
-    pc.add_argument("--arch", default="llama", choices=["llama", "llama-gqa", "mistral", "qwen2", "qwen3"])
-    pc.add_argument("--P", type=int, default=2)
-    pc.add_argument("--layers", default="all", help="'all' or 'schedule:4:1'")
+    pc.add_argument(
+        "--arch", default="llama", type=choice_of(["llama", "llama-gqa", "mistral", "qwen2", "qwen3"])
+    )
+    pc.add_argument("--P", type=int_range(1, MAX_P), default=2)
+    pc.add_argument("--layers", default="all", help="'all' or 'schedule:<local>:<global>'")
+    add_debug_flag(pc)
+    add_debug_flag(ap)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.cmd == "train":
+        _check_train_args(args)
+    elif args.cmd == "flops":
+        require(args.D % args.H == 0, f"--D {args.D} is not divisible by --H {args.H}")
+    elif args.cmd == "patch-check":
+        import re
+
+        require(
+            args.layers == "all" or re.fullmatch(r"schedule:\d+:[1-9]\d*", args.layers) is not None,
+            f"--layers {args.layers!r}: use 'all' or 'schedule:<local>:<global>' (global >= 1)",
+        )
     {"train": _train, "construct": _construct, "flops": _flops, "patch-check": _patch_check}[args.cmd](args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv, prog="iha-attn")
+
+
+def _train_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="iha-train", description="Train IHA/MHA on the paper's synthetic tasks."
+    )
+    _add_train_args(ap)
+    args = ap.parse_args(argv)
+    _check_train_args(args)
+    _train(args)
     return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """``iha-train``: the ``train`` subcommand as its own script."""
-    ap = argparse.ArgumentParser(
-        prog="iha-train", description="Train IHA/MHA on the paper's synthetic tasks."
-    )
-    _add_train_args(ap)
-    _train(ap.parse_args(argv))
-    return 0
+    return run_cli(_train_main, argv, prog="iha-train")
 
 
 if __name__ == "__main__":
