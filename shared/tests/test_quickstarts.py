@@ -25,7 +25,7 @@ SKIP_MARK = "# not-a-quickstart"
 def _blocks():
     for readme in READMES:
         text = readme.read_text()
-        for i, m in enumerate(re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M)):
+        for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
             code = m.group(1)
             if code.lstrip().startswith(SKIP_MARK):
                 continue
