@@ -169,6 +169,8 @@ def test_binary_helpers_refuse_non_binary_labels():
 
 def test_f1_and_binary_labels_edge_cases():
     assert binary_metrics(0, 0, 3, 5)["f1"] == 0.0  # no predicted positives: F1 is 0, not undefined
+    assert binary_metrics(0, 3, 3, 5)["f1"] == 0.0
+    assert binary_metrics(1, 2, 0, 5)["f1"] == pytest.approx(0.5)
     with pytest.warns(DegenerateKappaWarning):
         assert math.isnan(binary_metrics(0, 0, 0, 5)["f1"])
     from mast.agreement import confusion, label_matrix

@@ -537,3 +537,71 @@ def test_ag2_full_log(tmp_path):
     assert '"given"' not in t.text() and "correct" not in json.dumps([x.content for x in t.turns])
     assert not step_repetition(t).present and not conversation_reset(t).present
     assert not missing_termination(t).present
+
+
+def test_otel_genai_export_many_spans(tmp_path):
+    """An OTLP-JSON export as a collector writes it: several resources and scopes, spans out of time
+    order, nested invoke_agent / chat / execute_tool spans, two traces interleaved."""
+    rng = random.Random(11)
+
+    def attr(k, v):
+        return {"key": k, "value": {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}}
+
+    want: dict[str, list] = {"a" * 32: [], "b" * 32: []}
+    spans = []
+    for tid in want:
+        t0 = 1_700_000_000_000_000_000
+        for k in range(30):
+            start = t0 + k * 1_000_000_000
+            agent = ["planner", "coder", "reviewer"][k % 3]
+            if k % 4 == 3:
+                res = f"exit code 0\n{_sentence(rng)}"
+                a = [
+                    attr("gen_ai.operation.name", "execute_tool"),
+                    attr("gen_ai.tool.name", "python"),
+                    attr("gen_ai.tool.call.arguments", '{"code": "print(1)"}'),
+                    attr("gen_ai.tool.call.result", res),
+                ]
+                want[tid].append(("tool:python", res))
+            else:
+                text = _para(rng, 3)
+                msgs = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": text}]}])
+                a = [
+                    attr("gen_ai.operation.name", "chat"),
+                    attr("gen_ai.agent.name", agent),
+                    attr("gen_ai.request.model", "gpt-4o-2024-08-06"),
+                    attr("gen_ai.usage.input_tokens", 1200 + k),
+                    attr("gen_ai.output.messages", msgs),
+                ]
+                want[tid].append((agent, text))
+            spans.append(
+                {
+                    "traceId": tid,
+                    "spanId": f"{k:016x}",
+                    "name": f"span {k}",
+                    "startTimeUnixNano": str(start),
+                    "endTimeUnixNano": str(start + 500),
+                    "attributes": a,
+                }
+            )
+    rng.shuffle(spans)
+    export = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [attr("service.name", f"svc{i}")]},
+                "scopeSpans": [
+                    {"scope": {"name": "opentelemetry.instrumentation.openai"}, "spans": spans[i::3]}
+                ],
+            }
+            for i in range(3)
+        ]
+    }
+    p = tmp_path / "export.json"
+    p.write_text(json.dumps(export))
+    assert p.stat().st_size > 20_000
+    traces = {t.trace_id: t for t in load_traces(p)}
+    assert set(traces) == set(want)
+    for tid, t in traces.items():
+        assert [(x.speaker, x.content) for x in t.turns] == want[tid]
+        assert t.llm_name == "gpt-4o-2024-08-06"
+        assert not step_repetition(t).present and not conversation_reset(t).present
