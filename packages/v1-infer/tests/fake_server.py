@@ -9,6 +9,7 @@ usage: python fake_server.py PORT_FILE LOG_FILE [--die-after N] [--status CODE]
   answered, so a test can count exactly what was sent.
 - ``--die-after N``: the process exits abruptly (os._exit, no reply) on request N+1, like a killed server.
 - ``--status CODE``: answer every request with that HTTP status (e.g. 500, 404).
+- ``--delay S``: sleep S seconds before each answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     port_file, log_file = sys.argv[1], sys.argv[2]
     die_after = int(sys.argv[sys.argv.index("--die-after") + 1]) if "--die-after" in sys.argv else None
     status = int(sys.argv[sys.argv.index("--status") + 1]) if "--status" in sys.argv else 200
+    delay = float(sys.argv[sys.argv.index("--delay") + 1]) if "--delay" in sys.argv else 0.0
     lock = threading.Lock()
     state = {"n": 0}
 
@@ -65,6 +67,10 @@ def main() -> None:
                     f.write(json.dumps(rec) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
+            if delay:
+                import time
+
+                time.sleep(delay)
             if status != 200:
                 return self._send(status, {"error": f"scripted {status}"})
             n = int(req.get("n", 1))

@@ -73,6 +73,17 @@ def test_errors_when_the_worst_candidate_sits_in_slot_a_do_not_help_it():
     assert res.scores[2] == 0.0  # lost every judged game; failed calls added nothing
 
 
+def test_knockout_match_without_a_judged_vote_is_not_a_slot_a_win():
+    from v1_infer import Knockout
+
+    k = Knockout(4, k=1, config=TournamentConfig(on_backend_error="skip"))
+    reqs = k.propose()
+    outs = [PairOutcome(None, None, parsed=False, error=ERR)] + [PairOutcome(8, 2)] * (len(reqs) - 1)
+    k.observe(reqs, outs)
+    res = k.result()
+    assert res.failed and "no judged vote" in res.failed and k.propose() == []
+
+
 def test_pointwise_backend_errors():
     def run(policy):
         t = PointwiseBestOfN(3, on_backend_error=policy)
@@ -117,6 +128,14 @@ def test_gating_agreement_keeps_the_averaged_margin():
     assert t.stats.mu[i] == 1.0 and t.stats.mu[j] == 0.0
     assert t.stats.W[i] == pytest.approx(4 / 9)
     assert t.stats.avg_rating[i] == pytest.approx(7.5) and t.stats.avg_rating[j] == pytest.approx(3.5)
+
+
+@pytest.mark.parametrize("o1,o2", [((8, 3), (5, 5)), ((5, 5), (3, 8))])
+def test_gating_a_tie_in_one_order_and_a_win_in_the_other_is_a_tie(o1, o2):
+    # one order prefers a candidate, the other sees no difference: the verdicts differ -> tie (weight tau)
+    t, i, j = _both_round(PairOutcome(*o1), PairOutcome(*o2))
+    assert t.stats.mu.tolist() == [0.5, 0.5]
+    assert t.stats.W.tolist() == pytest.approx([0.1, 0.1])
 
 
 @pytest.mark.parametrize("policy,weight", [("skip", 0.0), ("tie", 0.1)])

@@ -130,15 +130,15 @@ def test_cli_generate_and_select_with_hf_folder(tiny, tmp_path):
     )
 
 
-def test_cli_errors_are_clear(tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
-        main(["select", "--input", str(tmp_path / "missing.jsonl"), "--model", "x"])
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["select", "--input", str(tmp_path / "missing.jsonl"), "--model", "x"]) == 2
+    assert "no such file" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "x"}\n')
-    with pytest.raises(SystemExit, match="candidates"):
-        main(["select", "--input", str(bad), "--model", "x"])
-    with pytest.raises(SystemExit):
-        main(["simulate", "--regime", "beta", "--methods", "nope", "--problems", "2"])
+    assert main(["select", "--input", str(bad), "--model", str(tmp_path)]) == 2
+    assert "bad.jsonl:1: missing 'candidates'" in capsys.readouterr().err
+    assert main(["simulate", "--regime", "beta", "--methods", "nope", "--problems", "2"]) == 2
+    assert "--methods" in capsys.readouterr().err
 
 
 def _vllm_python():
@@ -148,25 +148,37 @@ def _vllm_python():
     return cand if cand and Path(cand).exists() else None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    _vllm_python() is None,
-    reason="no vLLM python: set PAPERWORKS_VLLM_PYTHON or create "
-    ".venv-vllm (recipe: shared/notes/vllm-cpu.md); vLLM is not installed in this environment",
-)
-def test_real_vllm_openai_server(tmp_path):
-    from paperworks_shared.models import byte_tokenizer, save_model, tiny_causal_lm
-    from v1_infer import TournamentConfig, V1Infer
-    from v1_infer.backends.openai_compat import OpenAICompatGenerator
-    from v1_infer.judges.llm import LLMPairwiseJudge
+VLLM_START_S = float(os.environ.get("PAPERWORKS_VLLM_START_TIMEOUT", "1800"))
+RATING_REGEX = r"<rating_A>[1-9]</rating_A>\n<rating_B>[1-9]</rating_B>"
 
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory):
+    """A real vLLM OpenAI server (CPU build, tiny model). Start-up is polled for up to
+    PAPERWORKS_VLLM_START_TIMEOUT seconds (default 1800: on the loaded shared 2-core machine it took 14 min)."""
+    from paperworks_shared.models import byte_tokenizer, save_model, tiny_causal_lm
+
+    if os.environ.get("PAPERWORKS_VLLM_URL"):  # a server started by hand (same tiny model recipe)
+        import httpx
+
+        url = os.environ["PAPERWORKS_VLLM_URL"].rstrip("/")
+        name = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]["id"]
+
+        class _Running:
+            @staticmethod
+            def poll():
+                return None
+
+        yield url, name, _Running(), lambda: "(external server: see its own log)"
+        return
+    tmp = tmp_path_factory.mktemp("vllm")
     # the vLLM CPU attention backend needs head_dim 64 (notes/vllm-cpu.md)
     model = tiny_causal_lm("llama", seed=0, hidden_size=128, num_attention_heads=2, num_key_value_heads=1)
-    folder = save_model(model, byte_tokenizer(), tmp_path / "m")
+    folder = save_model(model, byte_tokenizer(), tmp / "m")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen(
         [
             _vllm_python(),
@@ -185,32 +197,83 @@ def test_real_vllm_openai_server(tmp_path):
             "--gpu-memory-utilization",
             "0.2",
         ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+
+    def tail() -> str:
+        log.flush()
+        return (tmp / "server.log").read_text(errors="replace")[-3000:]
+
     try:
         import httpx
 
-        deadline = time.time() + 110
-        while time.time() < deadline:
+        t0 = time.time()
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited during start-up (rc {proc.returncode}); log tail:\n{tail()}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(1)
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        else:
-            pytest.fail("vLLM server did not come up in time")
-        client = OpenAICompatGenerator(f"http://127.0.0.1:{port}", str(folder), timeout=30)
-        judge = LLMPairwiseJudge(client, "math", max_tokens=8)
-        res = V1Infer(judge, TournamentConfig(budget_multiplier=1.0)).rank_many(
-            ["1+1?"], [["a", "b", "c", "d"]]
-        )
-        assert res[0].calls == 4 and not res[0].errors
+                pass
+            if time.time() - t0 > VLLM_START_S:
+                pytest.fail(
+                    f"vLLM server not up after {VLLM_START_S:.0f} s (loaded machine? raise "
+                    f"PAPERWORKS_VLLM_START_TIMEOUT); log tail:\n{tail()}"
+                )
+            time.sleep(2)
+        yield f"http://127.0.0.1:{port}", str(folder), proc, tail
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    _vllm_python() is None,
+    reason="no vLLM python: set PAPERWORKS_VLLM_PYTHON or run `make vllm-env` "
+    "(recipe: shared/notes/vllm-cpu.md); vLLM is not installed in this environment",
+)
+@pytest.mark.parametrize("seeded", [False, True], ids=["unseeded", "seeded"])
+def test_real_vllm_server_through_the_cli(vllm_server, tmp_path, capsys, seeded):
+    """Transport + CLI against real vLLM, unseeded (default; 64 concurrent ~900-token judge prompts) and
+    with per-request seeds; vLLM's structured outputs force the tag format so the tiny
+    model's ratings are parsed (parse coverage of free-form replies is in test_cli_server.py)."""
+    url, folder, proc, tail = vllm_server
+    inp = tmp_path / "in.jsonl"
+    rows = [
+        {"id": p, "problem": f"What is {p}+{p}?", "candidates": [f"It is {p + k}." for k in range(6)]}
+        for p in range(4)
+    ]
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    argv = ["select", "--input", str(inp), "--out", str(out), "--backend", "openai", "--base-url", url]
+    argv += ["--model", folder, "--max-tokens", "64", "--concurrency", "64", "--timeout", "300", "--audit"]
+    argv += [
+        "--max-model-len",
+        "2048",
+        "--extra-body",
+        json.dumps({"structured_outputs": {"regex": RATING_REGEX}}),
+    ]
+    if seeded:
+        # per-request seeds; one request at a time, because vLLM's CPU build (0.32) dies on seeded requests
+        # whose prompts get chunked ("CPU Generator does not use offset", reproduced with 64 concurrent
+        # ~900-token judge prompts): then the CLI exits 3 naming the HTTP 500s (see README)
+        argv += ["--seed", "7"]
+        argv[argv.index("--concurrency") + 1] = "1"
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 0, f"{err[-2000:]}\nserver log:\n{tail()}"
+    assert proc.poll() is None, f"vLLM crashed during the run:\n{tail()}"
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 4 and all(r["backend_errors"] == 0 and r["calls"] == 12 for r in recs)
+    calls = [c for r in recs for c in r["comparisons"]]
+    parsed = [c for c in calls if c["parsed"]]
+    assert parsed, f"no parsed rating in {len(calls)} calls; first raw replies: {err[-1000:]}"
+    assert all(1 <= c["rating_i"] <= 10 and 1 <= c["rating_j"] <= 10 for c in parsed)

@@ -77,6 +77,8 @@ TABLE = [
     ([*SEL, "--temperature", "-1"], "--temperature"),
     ([*SEL, "--seed", "-5"], "--seed"),
     ([*SEL, "--abort-after", "-1"], "--abort-after"),
+    ([*SEL, "--extra-body", "{oops"], "--extra-body: not valid JSON"),
+    ([*SEL, "--extra-body", "[1]"], "--extra-body: expected a JSON object"),
     # select: paths and cross-argument checks
     (["select", "--input", "MISSING", "--model", "m"], "--input: "),
     (["select", "--input", "DIR", "--model", "m"], "not a file"),

@@ -249,3 +249,33 @@ def test_select_input_validation_names_the_line(tmp_path, capsys, content, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out.jsonl").exists()  # nothing sent, nothing written
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_problems_and_resume_completes(tmp_path, servers):
+    import os
+    import signal
+
+    rows = _problems(3, 2)
+    inp = _write(tmp_path / "in.jsonl", rows)
+    srv = servers("slow", "--delay", "0.3")
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "v1_infer.cli", "select", "--input", str(inp), "--out", str(out)]
+    cmd += ["--backend", "openai", "--base-url", srv.url, "--model", "fake", "--concurrency", "1"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    deadline = time.time() + 300
+    while not _records(out):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no problem finished in 300 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    assert rc == 130 and "interrupted; finished results were kept" in err, err[-2000:]
+    kept = _records(out)  # every line is a whole JSON record
+    assert 1 <= len(kept) < len(rows)
+    assert _select(srv.url, inp, out, "--resume") == 0
+    recs = _records(out)
+    assert sorted(r["line"] for r in recs) == list(range(1, len(rows) + 1))

@@ -267,9 +267,18 @@ class Knockout(PairwiseSelector):
             acc[1] += 1.0 if rj > ri else (0.5 if ri == rj else 0.0)
             acc[2] += ri
             acc[3] += rj
+        judged = {p for p, r in zip(pairs, ratings) if r is not None}
+        errored = {
+            frozenset((c.i, c.j))
+            for c in self.log
+            if c.round == self.rounds - 1 and c.used == "backend_error"
+        }
         nxt = []
         for m in range(0, len(self.alive) - 1, 2):
             i, j = self.alive[m], self.alive[m + 1]
+            if (i, j) not in judged and frozenset((i, j)) in errored:
+                # no vote of this match was judged because the backend failed: never a slot-A win
+                self.failed = self.failed or f"knockout match ({i}, {j}) has no judged vote (backend errors)"
             a = pts.get((i, j), [0.0, 0.0, 0.0, 0.0])
             win_i = (a[0], a[2]) >= (a[1], a[3])
             winner, loser = (i, j) if win_i else (j, i)

@@ -199,6 +199,12 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="chat endpoint with the server's chat template (openai) / the tokenizer's chat template (hf)",
     )
+    g.add_argument(
+        "--extra-body",
+        type=_json_object,
+        default=None,
+        help='JSON object merged into every request (openai), e.g. \'{"structured_outputs": {"regex": "..."}}\'',
+    )
     g.add_argument("--concurrency", type=positive_int, default=64, help="max parallel HTTP requests")
     g.add_argument("--timeout", type=positive_float, default=120.0, help="per-request timeout, seconds")
     g.add_argument("--max-retries", type=nonneg_int, default=4, help="retries per HTTP request (openai)")
@@ -258,6 +264,7 @@ def _check_backend_args(a) -> None:
         require(
             a.base_url is None, f"--base-url is only used with --backend openai (got --backend {a.backend})"
         )
+        require(a.extra_body is None, "--extra-body is only used with --backend openai")
     if a.backend == "hf":
         require(
             Path(a.model).is_dir(), f"--model {a.model!r}: not a local model folder (needed by --backend hf)"
@@ -318,6 +325,7 @@ def _generator(a, cache_path):
             api_key=api_key,
             max_retries=a.max_retries,
             abort_after=a.abort_after,
+            extra_body=a.extra_body,
         )
     except (ImportError, ValueError, OSError) as e:
         raise UserError(f"cannot start the {a.backend} backend: {e}") from None
@@ -622,6 +630,16 @@ def _budget_list(text: str) -> list:
         v = positive_float(part)
         out.append(int(v) if "." not in part and float(v).is_integer() else v)
     return out
+
+
+def _json_object(text: str) -> dict:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _regime(text: str):

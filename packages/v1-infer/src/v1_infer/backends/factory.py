@@ -15,6 +15,7 @@ def make_generator(
     api_key: str = "EMPTY",
     max_retries: int = 4,
     abort_after: int = 8,
+    extra_body: dict | None = None,
 ):
     """``hf``: a local transformers folder; ``vllm``: a model path/name for vLLM in-process;
     ``openai``: a model name served at ``base_url`` (vLLM / SGLang / any OpenAI-compatible server)."""
@@ -51,5 +52,6 @@ def make_generator(
             api_key=api_key,
             max_retries=max_retries,
             abort_after=abort_after,
+            extra_body=extra_body,
         )
     raise ValueError(f"unknown backend {backend!r}; choose hf, vllm or openai")

@@ -61,6 +61,7 @@ class OpenAICompatGenerator:
         backoff: float = 0.5,
         max_backoff: float = 20.0,
         abort_after: int = 8,
+        extra_body: dict | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         if concurrency < 1:
@@ -78,6 +79,7 @@ class OpenAICompatGenerator:
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.backoff, self.max_backoff, self.transport = backoff, max_backoff, transport
         self.abort_after = int(abort_after)
+        self.extra_body = dict(extra_body or {})  # merged into every request (e.g. vLLM structured_outputs)
         self.stats = {"requests": 0, "retries": 0, "failures": 0, "not_sent": 0}
         self._fail_run = 0  # requests in a row that failed for good
         self._dead: str | None = None
@@ -97,6 +99,7 @@ class OpenAICompatGenerator:
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
         }
+        body.update(self.extra_body)
         if params.seed is not None:
             body["seed"] = params.seed
         if self.chat:
