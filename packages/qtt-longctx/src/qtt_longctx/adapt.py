@@ -31,6 +31,7 @@ from .cache import FrozenPrefixCache
 from .config import QTTConfig
 from .decoding import DecodeResult, decode
 from .delta import QueryDelta, find_query_projections
+from .grouped import span_attention
 
 
 def _as_ids(input_ids) -> torch.Tensor:
@@ -50,6 +51,16 @@ def _as_ids(input_ids) -> torch.Tensor:
     return ids.long()
 
 
+def check_positions(model, n_positions: int, what: str) -> None:
+    """Raise if a forward would place a token at a position >= the model's `max_position_embeddings`."""
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and n_positions > max_pos:
+        raise ValueError(
+            f"{what} needs {n_positions} positions but the model has only {max_pos} "
+            "(max_position_embeddings); shorten the context, the suffix or max_new_tokens"
+        )
+
+
 def check_request(model, ids: torch.Tensor) -> None:
     """Raise a clear error for inputs qTTT cannot handle (before anything is changed)."""
     if torch.is_inference_mode_enabled():
@@ -58,6 +69,13 @@ def check_request(model, ids: torch.Tensor) -> None:
             "cannot be saved for backward. Call adapt() outside inference_mode (it uses no_grad itself)."
         )
     find_query_projections(model)
+    inference = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_inference()]
+    if inference:
+        raise RuntimeError(
+            f"{len(inference)} model tensors (e.g. {inference[0]!r}) were created under torch.inference_mode(); "
+            "qTTT backpropagates through the model and autograd cannot use inference tensors. Create or load "
+            "the model outside inference_mode (torch.no_grad() is fine). Nothing was changed."
+        )
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and ids.shape[1] > max_pos:
         raise ValueError(
@@ -83,6 +101,7 @@ class QTTSession:
         self.spans: list[tuple[int, int]] = []
         self.times: dict[str, float] = {"prefill": 0.0, "steps": 0.0, "decode": 0.0}
         self.decoded_tokens = 0
+        self.generations: list[int] = []  # tokens fed after the context, per generate() call
         self.delta: QueryDelta | None = None
         self.cache: FrozenPrefixCache | None = None
         self._saved_flags: list[tuple[torch.nn.Parameter, bool]] = []
@@ -125,7 +144,7 @@ class QTTSession:
         x = ids[:, start : start + span_len]
         y = ids[0, start + 1 : start + span_len + 1]
         pos = torch.arange(start, start + span_len, device=ids.device)[None]
-        with self.cache.window(start):
+        with self.cache.window(start), span_attention(self.model):
             logits = self.model(
                 input_ids=x, past_key_values=self.cache, use_cache=True, position_ids=pos
             ).logits
@@ -135,7 +154,7 @@ class QTTSession:
         """Logits of the span forward through the frozen cache (no grad), for checks and diagnostics."""
         ids = self.input_ids
         pos = torch.arange(start, start + span_len, device=ids.device)[None]
-        with torch.no_grad(), self.cache.window(start):
+        with torch.no_grad(), self.cache.window(start), span_attention(self.model):
             return self.model(
                 input_ids=ids[:, start : start + span_len],
                 past_key_values=self.cache,
@@ -200,10 +219,13 @@ class QTTSession:
         generator, stop_tokens."""
         if self._closed:
             raise RuntimeError("this qTTT session is closed (the model has been restored)")
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
         first = self.input_ids[:, -1:]
         if suffix_ids is not None:
             suffix = torch.as_tensor(suffix_ids, device=first.device).reshape(1, -1).long()
             first = torch.cat([first, suffix], 1)
+        check_positions(self.model, self.T - 1 + first.shape[1] + max_new_tokens - 1, "generation")
         t0 = time.perf_counter()
         res = decode(
             self.model,
@@ -214,7 +236,9 @@ class QTTSession:
             **sampling,
         )
         self.times["decode"] += time.perf_counter() - t0
-        self.decoded_tokens += len(res.tokens) + first.shape[1] - 1
+        n_fed = len(res.tokens) + first.shape[1] - 1
+        self.decoded_tokens += n_fed
+        self.generations.append(n_fed)
         return res
 
     def next_token_logits(self) -> torch.Tensor:
@@ -222,22 +246,48 @@ class QTTSession:
         return self.generate(1).first_logits
 
     def account(self) -> dict:
-        """FLOPs (App. C units) and wall times of this request so far."""
-        k = self.spans[0][1] if self.spans else 0
-        acc = _flops.account(self.model.config, self.T, len(self.spans), k, self.decoded_tokens)
-        return {**acc.to_dict(), "seconds": dict(self.times)}
+        """FLOPs (App. C units) and wall times of this request so far.
+
+        Each step is charged its real span (causal prefix of the span, not the whole context), each
+        generation is charged from the context it started at (every generate() call decodes from the
+        frozen cache again), and `memory` reports the frozen K/V bytes held."""
+        acc = _flops.account(self.model.config, self.T, spans=self.spans, decode_tokens=self.generations)
+        kv = (
+            sum(t.numel() * t.element_size() for pair in self.cache.tensors() for t in pair)
+            if self.cache
+            else 0
+        )
+        return {**acc.to_dict(), "seconds": dict(self.times), "memory": {"frozen_kv_bytes": kv}}
 
     # --- restoration -----------------------------------------------------------------------------
     def close(self) -> None:
-        """Remove the query update and restore flags/mode. Safe to call twice; runs on every exit path."""
+        """Remove the query update and restore flags/mode. Safe to call twice; runs on every exit path.
+
+        Every restoration step is attempted even if an earlier one fails; the first failure is raised
+        afterwards (and `adapt` attaches it as a note to the error that is already in flight instead)."""
         if self._closed:
             return
-        if self.delta is not None:
-            self.delta.remove()
-        for p, flag in self._saved_flags:
-            p.requires_grad_(flag)
-        self.model.train(self._was_training)
         self._closed = True
+        errors: list[BaseException] = []
+        if self.delta is not None:
+            try:
+                self.delta.remove()
+            except Exception as e:  # pragma: no cover - hook removal does not fail in practice
+                errors.append(e)
+        for p, flag in self._saved_flags:
+            if p.requires_grad != flag:
+                try:
+                    p.requires_grad_(flag)
+                except Exception as e:
+                    errors.append(e)
+        try:
+            self.model.train(self._was_training)
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+        if errors:
+            raise RuntimeError(
+                f"qTTT could not fully restore the model ({len(errors)} error(s)); first: {errors[0]}"
+            ) from errors[0]
 
 
 @contextmanager
@@ -250,5 +300,12 @@ def adapt(model, input_ids, config: QTTConfig | None = None, *, progress: bool =
     try:
         session.run()
         yield session
-    finally:
-        session.close()
+    except BaseException as e:
+        # restore, but never let a restoration error hide the error that got us here
+        try:
+            session.close()
+        except Exception as close_error:
+            if hasattr(e, "add_note"):
+                e.add_note(f"qTTT: restoring the model afterwards also failed: {close_error}")
+        raise
+    session.close()

@@ -4,6 +4,10 @@ qtt run      --model DIR --data tasks.jsonl --schema longbench_v2 --methods in_c
 qtt sandbox  --task kv --lengths 16,64,256 --methods in_context,qttt,thinking,self_consistency
 qtt make-sandbox --task kv --lengths 16,64 --out tasks.jsonl
 qtt flops    --model DIR | --config config.json  --context 32768 --steps 32 --span 128
+
+Error convention (`paperworks_shared.cli`): every argument is validated at parse time or before any
+model is loaded or trained; a user mistake prints one line `qtt: error: ...` and exits 2 (`--debug` for
+a traceback). Outputs are written atomically (temp file + rename).
 """
 
 from __future__ import annotations
@@ -12,37 +16,65 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_file,
+    choice_of,
+    existing_dir,
+    existing_file,
+    float_range,
+    int_list,
+    int_range,
+    list_of,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    require,
+    run_cli,
+)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PROG = "qtt"
+METHOD_NAMES = ("in_context", "qttt", "thinking", "self_consistency")  # = methods.METHODS (tested)
+SCHEMA_NAMES = ("longbench_v2", "zeroscrolls", "qa", "sandbox")  # = eval.loaders.SCHEMAS (tested)
+TASK_NAMES = ("kv", "txlog", "multihop")  # = sandbox.tasks.TASKS (tested)
+methods_list = list_of(choice_of(METHOD_NAMES))
+edges_list = list_of(positive_int, min_len=0)
+lr_type = float_range(0.0, 10.0)  # QTTConfig's range
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("qTTT (paper App. D defaults)")
-    g.add_argument("--steps", type=int, default=None, help="qTTT steps (default: budget / (2*span))")
-    g.add_argument("--span", type=int, default=128, help="span length k (default 128)")
-    g.add_argument("--lr", type=float, default=1e-5, help="learning rate (default 1e-5)")
+    g.add_argument("--steps", type=int_range(0, 100_000), default=None, help="qTTT steps (default 32)")
+    g.add_argument("--span", type=positive_int, default=128, help="span length k (default 128)")
+    g.add_argument("--lr", type=lr_type, default=1e-5, help="learning rate in [0, 10] (default 1e-5)")
     g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument("--weight-decay", type=nonneg_float, default=0.01)
+    g.add_argument("--grad-clip", type=positive_float, default=1.0)
     g.add_argument(
         "--mode", choices=["full", "lora"], default="full", help="full fp32 ΔW_Q or LoRA on q_proj"
     )
-    g.add_argument("--lora-rank", type=int, default=8)
-    g.add_argument("--min-context", type=int, default=0, help="skip adaptation below this many tokens")
+    g.add_argument("--lora-rank", type=positive_int, default=8)
+    g.add_argument("--min-context", type=nonneg_int, default=0, help="skip adaptation below this many tokens")
     g.add_argument(
-        "--budget", type=int, default=None, help="extra decode-token budget B (default 2*steps*span)"
+        "--budget", type=nonneg_int, default=None, help="extra decode-token budget B (default 2*steps*span)"
     )
-    g.add_argument("--sc-samples", type=int, default=4, help="self-consistency samples")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--sc-samples", type=positive_int, default=4, help="self-consistency samples")
+    g.add_argument("--seed", type=nonneg_int, default=0)
 
 
 def _qtt_config(a):
     from .config import QTTConfig
 
     return QTTConfig(
-        steps=a.steps or 32,
+        steps=32 if a.steps is None else a.steps,
         span_len=a.span,
         lr=a.lr,
         optimizer=a.optimizer,
@@ -60,101 +92,169 @@ def _budget(a) -> int:
 
     if a.budget is not None:
         return a.budget
-    return thinking_equivalent(a.steps or 32, a.span)
+    return thinking_equivalent(32 if a.steps is None else a.steps, a.span)
 
 
-def _methods(s: str) -> list[str]:
-    from .methods import METHODS
-
-    ms = [m.strip() for m in s.split(",") if m.strip()]
-    bad = [m for m in ms if m not in METHODS]
-    if bad:
-        raise SystemExit(f"unknown methods {bad}; choose from {list(METHODS)}")
-    return ms
-
-
-def _report(results, buckets, out: str | None) -> None:
+def _report(results, buckets, out: Path | None) -> None:
     from paperworks_shared.bench import markdown_table
+    from paperworks_shared.files import atomic_write_text
 
     from .eval import summarize
 
     print(markdown_table(summarize(results, buckets)))
     if out:
-        with open(out, "w") as f:
-            for r in results:
-                f.write(json.dumps(asdict(r)) + "\n")
+        atomic_write_text(out, "".join(json.dumps(asdict(r)) + "\n" for r in results))
         print(f"wrote {len(results)} rows to {out}")
+
+
+def _check_common(a) -> None:
+    """Cross-argument checks and output paths, before anything is loaded or trained."""
+    if getattr(a, "out", None) is not None:
+        a.out = check_out_file(a.out)
+    if hasattr(a, "mode"):
+        try:
+            _qtt_config(a)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+
+
+def _load_user_model(path: Path):
+    from paperworks_shared.models import load_model
+
+    try:
+        return load_model(path)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing/corrupt config or weights
+        msg = " ".join(str(e).split())[:300]
+        raise UserError(f"cannot load the model in {str(path)!r}: {msg}") from None
+
+
+def _load_data(path: Path, schema: str):
+    from .eval import load_local
+
+    try:
+        return load_local(path, schema)
+    except (ValueError, KeyError, TypeError) as e:  # bad JSON, missing fields
+        msg = " ".join(str(e).split())[:300]
+        raise UserError(f"cannot read {str(path)!r} as schema {schema!r}: {msg}") from None
+
+
+def _check_fits(longest: int, model_positions: int, a, what: str) -> None:
+    """The longest prompt plus what the methods decode after it must fit the model's positions."""
+    extra = max(_budget(a), 0) + a.answer_tokens + 64  # thinking budget, answer, re-asked question
+    require(
+        longest + extra <= model_positions,
+        f"{what}: the longest prompt ({longest} tokens) plus the decode budget ({extra}) exceeds the "
+        f"model's {model_positions} positions; use shorter --lengths or a smaller --budget/--steps",
+    )
 
 
 def cmd_run(a) -> None:
     import torch
 
-    from paperworks_shared.models import load_model
+    from .eval import evaluate
 
-    from .eval import evaluate, load_local
-
-    torch.set_num_threads(a.threads)
-    model, tok = load_model(a.model)
-    if a.eager:
-        model.set_attn_implementation("eager")
-    ds = load_local(a.data, a.schema)
+    _check_common(a)
+    ds = _load_data(a.data, a.schema)  # cheap, before the model
     if a.limit:
         ds = ds.select(range(min(a.limit, len(ds))))
+    torch.set_num_threads(a.threads)
+    model, tok = _load_user_model(a.model)
+    if a.eager:
+        model.set_attn_implementation("eager")
     res = evaluate(
         model,
         tok,
         ds,
         a.schema,
-        _methods(a.methods),
+        a.methods,
         _budget(a),
         _qtt_config(a),
         a.sc_samples,
         answer_tokens=a.answer_tokens,
         seed=a.seed,
     )
-    _report(res, [int(x) for x in a.buckets.split(",") if x], a.out)
+    _report(res, a.buckets, a.out)
+
+
+def _sandbox_tasks(a):
+    from .sandbox import sandbox_dataset
+
+    try:
+        return sandbox_dataset(a.task, a.lengths, a.per_length, seed=a.data_seed)
+    except ValueError as e:  # e.g. more records than the task has distinct keys
+        raise UserError(f"--task {a.task} --lengths {','.join(map(str, a.lengths))}: {e}") from None
+
+
+def _write_tasks(ds, path: Path) -> None:
+    from paperworks_shared.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        ds.to_json(str(tmp))
 
 
 def cmd_sandbox(a) -> None:
     import torch
 
-    from .eval import evaluate, load_local
-    from .sandbox import sandbox_dataset, sandbox_model
+    from .eval import evaluate
+    from .sandbox import sandbox_model
+    from .sandbox.model import PRESETS
 
+    _check_common(a)
+    tasks_path = a.out.with_suffix(".tasks.jsonl") if a.out else None
+    if tasks_path is not None:
+        check_out_file(tasks_path, what="tasks file")
+    ds = _sandbox_tasks(a)
+    longest = max(len(r["context"]) + len(r["question"]) for r in ds) + 1  # byte tokens + BOS
+    _check_fits(longest, PRESETS[a.scale].max_positions, a, f"--lengths {max(a.lengths)}")
+    # the tasks go through the same loader as `qtt run --schema sandbox`; without --out into a private
+    # temp dir (never a fixed name in the system temp dir: concurrent runs would clobber each other)
+    with tempfile.TemporaryDirectory(prefix="qtt-sandbox-") as tmp:
+        path = tasks_path or Path(tmp) / "tasks.jsonl"
+        _write_tasks(ds, path)
+        ds = _load_data(path, "sandbox")
     torch.set_num_threads(a.threads)
     model, tok, _ = sandbox_model(a.scale)
-    ds = sandbox_dataset(a.task, [int(x) for x in a.lengths.split(",")], a.per_length, seed=a.data_seed)
-    path = Path(a.out or "/tmp/qtt-sandbox.jsonl").with_suffix(".tasks.jsonl")
-    ds.to_json(path)
-    ds = load_local(path, "sandbox")
     cfg = _qtt_config(a)
-    res = evaluate(model, tok, ds, "sandbox", _methods(a.methods), _budget(a), cfg, a.sc_samples, seed=a.seed)
+    res = evaluate(
+        model,
+        tok,
+        ds,
+        "sandbox",
+        a.methods,
+        _budget(a),
+        cfg,
+        a.sc_samples,
+        answer_tokens=a.answer_tokens,
+        seed=a.seed,
+    )
     lengths = sorted({r.length for r in res})
     _report(res, lengths, a.out)
 
 
 def cmd_make_sandbox(a) -> None:
-    from .sandbox import sandbox_dataset
-
-    ds = sandbox_dataset(a.task, [int(x) for x in a.lengths.split(",")], a.per_length, seed=a.data_seed)
-    ds.to_json(a.out)
+    a.out = check_out_file(a.out)
+    ds = _sandbox_tasks(a)
+    _write_tasks(ds, a.out)
     print(f"wrote {len(ds)} {a.task} tasks to {a.out} (load with --schema sandbox)")
 
 
 def cmd_flops(a) -> None:
     from . import flops
 
-    if a.model:
+    require(not (a.model and a.config), "give either --model or --config, not both")
+    cfg = None
+    src = a.model or a.config
+    if src:
         from transformers import AutoConfig
 
-        cfg = AutoConfig.from_pretrained(a.model, local_files_only=True)
-    elif a.config:
-        from transformers import AutoConfig
-
-        cfg = AutoConfig.from_pretrained(a.config, local_files_only=True)
-    else:
-        cfg = None
-    steps = a.steps or 32
+        try:
+            cfg = AutoConfig.from_pretrained(src, local_files_only=True)
+            flops.Shape.from_config(cfg)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            msg = " ".join(str(e).split())[:300]
+            raise UserError(f"cannot read a model config from {str(src)!r}: {msg}") from None
+    require(a.span < a.context, f"--span {a.span} must be shorter than --context {a.context}")
+    steps = a.steps
     out = {
         "thinking_equivalent_eq_3_2": flops.thinking_equivalent(steps, a.span),
         "match_steps_for_budget": flops.match_steps(a.budget, a.span) if a.budget else None,
@@ -165,7 +265,12 @@ def cmd_flops(a) -> None:
         out["thinking_equivalent_exact_app_c"] = flops.thinking_equivalent_exact(
             shape, steps, a.span, a.context
         )
-        out["qttt_request"] = flops.account(shape, a.context, steps, a.span, a.answer_tokens).to_dict()
+        out["qttt_request"] = flops.account(
+            shape, a.context, steps, a.span, a.answer_tokens, spans="uniform"
+        ).to_dict()
+        out["qttt_request_app_c_upper_bound"] = flops.account(
+            shape, a.context, steps, a.span, a.answer_tokens, spans="full"
+        ).to_dict()
         think = out["thinking_equivalent_exact_app_c"]
         out["thinking_request"] = flops.account(shape, a.context, 0, 0, think + a.answer_tokens).to_dict()
     print(json.dumps(out, indent=1))
@@ -173,66 +278,87 @@ def cmd_flops(a) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="qtt",
+        prog=PROG,
         description="qTTT: query-only test-time training for long contexts "
         "(arXiv 2512.13898). Adapts only W_Q against a frozen KV cache; model restored after.",
     )
+    add_debug_flag(p)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="adapt + answer a local JSONL of long-context tasks with a local model")
-    r.add_argument("--model", required=True, help="folder with config.json + weights + tokenizer")
-    r.add_argument("--data", required=True, help=".jsonl/.json file")
-    r.add_argument("--schema", default="qa", choices=["longbench_v2", "zeroscrolls", "qa", "sandbox"])
     r.add_argument(
-        "--methods", default="in_context,qttt", help="comma list of in_context,qttt,thinking,self_consistency"
+        "--model", required=True, type=existing_dir, help="folder with config.json + weights + tokenizer"
     )
-    r.add_argument("--answer-tokens", type=int, default=16)
-    r.add_argument("--buckets", default="", help="comma list of context-length bucket edges (tokens)")
-    r.add_argument("--limit", type=int, default=0)
+    r.add_argument("--data", required=True, type=existing_file, help=".jsonl/.json file")
+    r.add_argument("--schema", default="qa", choices=list(SCHEMA_NAMES))
+    r.add_argument(
+        "--methods",
+        type=methods_list,
+        default=["in_context", "qttt"],
+        help="comma list of in_context,qttt,thinking,self_consistency",
+    )
+    r.add_argument("--answer-tokens", type=positive_int, default=16)
+    r.add_argument(
+        "--buckets", type=edges_list, default=[], help="comma list of context-length bucket edges (tokens)"
+    )
+    r.add_argument("--limit", type=nonneg_int, default=0, help="first N rows only (0: all)")
     r.add_argument("--eager", action="store_true", help="eager attention (needed for needle attention mass)")
-    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--threads", type=positive_int, default=1)
     r.add_argument("--out", default=None, help="write per-example results here (.jsonl)")
     _config_args(r)
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("sandbox", help="synthetic tasks on the tiny sandbox model (trained once, cached)")
-    s.add_argument("--task", default="kv", choices=["kv", "txlog", "multihop"])
-    s.add_argument("--lengths", default="16,64,256", help="haystack sizes (records)")
-    s.add_argument("--per-length", type=int, default=10)
-    s.add_argument("--methods", default="in_context,qttt,thinking,self_consistency")
+    s.add_argument("--task", default="kv", choices=list(TASK_NAMES))
+    s.add_argument("--lengths", type=int_list, default=[16, 64, 256], help="haystack sizes (records)")
+    s.add_argument("--per-length", type=positive_int, default=10)
+    s.add_argument("--methods", type=methods_list, default=list(METHOD_NAMES))
     s.add_argument("--scale", default="cpu", choices=["smoke", "cpu", "gpu"], help="sandbox model preset")
-    s.add_argument("--data-seed", type=int, default=123)
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--out", default=None)
+    s.add_argument("--data-seed", type=nonneg_int, default=123)
+    s.add_argument("--threads", type=positive_int, default=1)
+    s.add_argument("--answer-tokens", type=positive_int, default=16)
+    s.add_argument("--out", default=None, help="results .jsonl (tasks beside it as .tasks.jsonl)")
     _config_args(s)
     s.set_defaults(fn=cmd_sandbox, span=32, lr=1e-3, steps=8)
 
     m = sub.add_parser(
         "make-sandbox", help="write sandbox tasks as a local JSONL (for `qtt run --schema sandbox`)"
     )
-    m.add_argument("--task", default="kv", choices=["kv", "txlog", "multihop"])
-    m.add_argument("--lengths", default="16,64,256")
-    m.add_argument("--per-length", type=int, default=10)
-    m.add_argument("--data-seed", type=int, default=123)
+    m.add_argument("--task", default="kv", choices=list(TASK_NAMES))
+    m.add_argument("--lengths", type=int_list, default=[16, 64, 256])
+    m.add_argument("--per-length", type=positive_int, default=10)
+    m.add_argument("--data-seed", type=nonneg_int, default=123)
     m.add_argument("--out", required=True)
     m.set_defaults(fn=cmd_make_sandbox)
 
     f = sub.add_parser("flops", help="FLOP accounting: qTTT steps vs thinking tokens (Eq. 3.2, App. C)")
-    f.add_argument("--model", default=None, help="model folder (reads config.json)")
-    f.add_argument("--config", default=None, help="a config.json folder/file")
-    f.add_argument("--context", type=int, default=32768)
-    f.add_argument("--steps", type=int, default=32)
-    f.add_argument("--span", type=int, default=128)
-    f.add_argument("--budget", type=int, default=None, help="thinking budget to convert into steps")
-    f.add_argument("--answer-tokens", type=int, default=512)
+    f.add_argument("--model", type=existing_dir, default=None, help="model folder (reads config.json)")
+    f.add_argument("--config", type=existing_path, default=None, help="a config.json folder/file")
+    f.add_argument("--context", type=int_range(2, 1 << 40), default=32768)
+    f.add_argument("--steps", type=int_range(0, 100_000), default=32)
+    f.add_argument("--span", type=positive_int, default=128)
+    f.add_argument("--budget", type=nonneg_int, default=None, help="thinking budget to convert into steps")
+    f.add_argument("--answer-tokens", type=nonneg_int, default=512)
     f.set_defaults(fn=cmd_flops)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def existing_path(text: str) -> Path:
+    """An existing file or folder."""
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file or directory")
+    return p
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     args.fn(args)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
-from paperworks_shared.cache import cache_dir, is_complete
-from paperworks_shared.models import BOS_ID, PAD_ID, byte_tokenizer, load_model, tiny_causal_lm
-from paperworks_shared.train import save_trained
+from paperworks_shared.cache import get_or_build
+from paperworks_shared.models import BOS_ID, PAD_ID, byte_tokenizer, load_model, save_model, tiny_causal_lm
 
 from .tasks import training_texts
 
@@ -82,14 +81,32 @@ def _batch(texts: list[str], settings: SandboxSettings, rng: random.Random):
 
 
 def train_sandbox_model(settings: SandboxSettings | None = None, progress: bool = True, cache: bool = True):
-    """Train (or load from the cache) the sandbox model; returns (model, tokenizer, metrics)."""
+    """Train (or load from the cache) the sandbox model; returns (model, tokenizer, metrics).
+
+    The cache goes through `paperworks_shared.cache.get_or_build`: concurrent callers wait on a file lock
+    for one trainer, which writes into a private staging folder published by an atomic rename."""
     settings = settings or SandboxSettings()
     key = {"sandbox": asdict(settings), "v": 4}
-    path = cache_dir("qtt-sandbox", key)
-    if cache and is_complete(path):
-        model, tok = load_model(path)
-        model.set_attn_implementation("eager")
-        return model, tok, json.loads((path / "metrics.json").read_text())
+    if not cache:
+        model, metrics = _train(settings, progress)
+        return model, byte_tokenizer(), metrics
+    trained: dict = {}
+
+    def build(staging):
+        model, metrics = _train(settings, progress)
+        save_model(model, byte_tokenizer(), staging)
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        trained.update(model=model, metrics=metrics)
+
+    path, _ = get_or_build("qtt-sandbox", key, build)
+    if trained:  # this process trained it: no need to reload what is in memory
+        return trained["model"], byte_tokenizer(), trained["metrics"]
+    model, tok = load_model(path)
+    model.set_attn_implementation("eager")
+    return model, tok, json.loads((path / "metrics.json").read_text())
+
+
+def _train(settings: SandboxSettings, progress: bool):
     texts = training_texts(4000, settings.max_pairs, settings.seed, settings.requery_frac)
     rng = random.Random(settings.seed)
     model = tiny_causal_lm("llama", seed=settings.seed, **settings.config_overrides())
@@ -122,9 +139,7 @@ def train_sandbox_model(settings: SandboxSettings | None = None, progress: bool 
         "parameters": sum(p.numel() for p in model.parameters()),
         "settings": asdict(settings),
     }
-    if cache:
-        save_trained(model, path, metrics, key)
-    return model, byte_tokenizer(), metrics
+    return model, metrics
 
 
 def sandbox_model(scale: str = "cpu", progress: bool = True):
