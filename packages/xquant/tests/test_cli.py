@@ -54,3 +54,106 @@ def test_ppl_on_saved_datasets_folder(tmp_path, capsys):
     assert main(["ppl", "--model", "tiny:llama", "--data", f"dataset:{tmp_path / 'ds'}:validation:text",
                  "--seq-len", "64", "--windows", "2", "--methods", "fp16", "xquant-4", "--group-size", "32"]) == 0  # fmt: skip
     assert "| xquant-4 |" in capsys.readouterr().out
+
+
+def _bad_input_table(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("too short")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text("{not json")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    mem = ["memory", "--hidden", "64", "--kv-dim", "64", "--layers", "2"]
+    ppl = [
+        "ppl",
+        "--model",
+        "tiny:llama",
+        "--seq-len",
+        "32",
+        "--windows",
+        "2",
+        "--group-size",
+        "32",
+        "--methods",
+        "xquant-4",
+    ]
+    return [
+        (
+            ["memory", "--hidden", "-1", "--kv-dim", "64", "--layers", "2"],
+            "argument --hidden: -1 is out of range",
+        ),
+        (["memory", "--hidden", "64", "--kv-dim", "64", "--layers", "99999999999"], "argument --layers"),
+        (
+            ["memory", "--hidden", "64", "--kv-dim", "64"],
+            "give --model, or all of --hidden --kv-dim --layers",
+        ),
+        ([*mem, "--methods", "xquant-5"], "bits=5 is not supported"),
+        ([*mem, "--methods", "zip-4"], "unknown method 'zip-4'"),
+        ([*mem, "--group-size", "0"], "argument --group-size"),
+        ([*mem, "--base-bits", "5"], "argument --base-bits: 5 is not one of"),
+        ([*mem, "--seq-len", "abc"], "argument --seq-len: 'abc' is not an integer"),
+        (["memory", "--model", "tiny:llama", "--seq-len", "100000", "--batch", "1000"], "more than"),
+        (["ppl", "--model", "tiny:gpt9"], "unknown tiny architecture"),
+        (["ppl", "--model", str(tmp_path / "nope")], "not tiny:ARCH"),
+        (["ppl", "--model", str(corrupt)], "cannot load the model folder"),
+        ([*ppl, "--data", str(tmp_path / "missing.txt")], "no such file"),
+        ([*ppl, "--data", str(short)], "too short"),
+        (["ppl", "--model", "tiny:llama", "--seq-len", "1"], "argument --seq-len"),
+        (["ppl", "--model", "tiny:llama", "--windows", "0"], "argument --windows"),
+        ([*ppl, "--group-size", "48"], "method xquant-4: group_size=48 does not divide"),
+        ([*ppl, "--methods", "xquant-cl-4", "--base-layer", "7"], "method xquant-cl-4: base_layer=7"),
+        ([*ppl, "--json", str(blocker / "out.json")], "--json"),
+        (["latency", "--model", "tiny:llama", "--contexts", "0"], "argument --contexts"),
+        (["latency", "--model", "tiny:llama", "--steps", "-1"], "argument --steps"),
+        (["latency", "--model", "tiny:llama", "--device", "cuda:7"], "--device cuda:7"),
+        (["roofline", "--gpu", "custom"], "needs --tflops and --tbps"),
+        (["roofline", "--gpu", "custom", "--tflops", "nan", "--tbps", "1"], "'nan' is not a finite number"),
+        (["roofline", "--bits", "0"], "argument --bits"),
+        (["roofline", "--g", "8", "--d", "4"], "--g 8 is larger than --d 4"),
+        (["roofline", "--batch", "0"], "argument --batch"),
+        (["roofline", "--gpu", "tpu"], "argument --gpu: invalid choice"),
+    ]
+
+
+def test_bad_input_table(tmp_path, capsys):
+    """Issue 17 §4: every bad input exits 2 with one line naming the problem, no traceback, quickly."""
+    import time
+
+    for argv, msg in _bad_input_table(tmp_path):
+        t0 = time.perf_counter()
+        rc = main(argv)
+        dt = time.perf_counter() - t0
+        err = capsys.readouterr().err
+        assert rc == 2, (argv, rc, err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("xquant-eval") and "error:" in last and msg in last, (argv, err)
+        assert "Traceback" not in err
+        assert dt < 30, (argv, dt)  # refused before any heavy work (no hang on --layers 99999999999)
+    assert not (tmp_path / "a-file").is_dir()
+
+
+def test_json_output_is_atomic_strict_json(tmp_path, capsys, monkeypatch):
+    """No fp16 row: dppl is undefined and written as null (strict JSON); the file appears whole or not at all."""
+    out = tmp_path / "sub" / "rows.json"
+    f = tmp_path / "t.txt"
+    f.write_text("Rematerialize keys and values. " * 40)
+    argv = ["ppl", "--model", "tiny:llama", "--data", str(f), "--seq-len", "32", "--windows", "2",
+            "--methods", "xquant-4", "--group-size", "32", "--json", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["method"] == "xquant-4" and rows[0]["dppl"] is None and rows[0]["ppl"] > 1
+    assert [p.name for p in out.parent.iterdir()] == ["rows.json"]  # no temp file left behind
+    # a failure while writing leaves the previous file intact
+    import paperworks_shared.files as files
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", boom)
+    with pytest.raises(OSError):
+        from xquant.cli import _emit
+
+        _emit([{"method": "x", "ppl": 1.0}], type("A", (), {"json": str(out)})())
+    assert json.loads(out.read_text()) == rows
+    assert [p.name for p in out.parent.iterdir()] == ["rows.json"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import KIVIConfig, XQuantConfig
-from .store import stream_bytes
 
 
 def fp16_kv_bytes(layers, batch: int, tokens: int) -> int:
@@ -51,6 +50,8 @@ def expected_xquant_nbytes(cache, batch: int, tokens: int) -> int:
     Sums `stream_bytes` per store of each layer (window in the compute dtype, codes packed, fp16
     metadata) plus the RoPE store (int32 positions, or cos+sin in the compute dtype).
     """
+    from .store import stream_bytes  # torch: imported only here, so the analytic CLI paths stay light
+
     cfg = cache.config
     total = 0
     for layer in cache.layers:

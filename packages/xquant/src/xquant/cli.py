@@ -12,10 +12,28 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
 from pathlib import Path
+
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_file,
+    float_range,
+    int_range,
+    positive_float,
+    require,
+    run_cli,
+)
+
+from .config import SUPPORTED_BITS
+
+#: sane upper bounds: a typo (`--layers 99999999999`) is refused at parse time instead of hanging
+MAX_DIM = 1 << 20
+MAX_LAYERS = 100_000
+MAX_TOKENS = 1 << 24
 
 METHOD_HELP = "method names: fp16, kivi*-B (pre-RoPE KIVI), kivi-B, xquant-B, xquant-cl-B, xquant-cl-open-B; B in 2/3/4/8/16"
 
@@ -24,21 +42,33 @@ def _load_model(spec: str):
     """`tiny:ARCH` (seeded random tiny model), `pretrained:ARCH@SCALE` (shared corpus-trained), or a local folder."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if spec.startswith("tiny:"):
-        from paperworks_shared.models import byte_tokenizer, tiny_causal_lm
+        from paperworks_shared.models import ARCHITECTURES, byte_tokenizer, tiny_causal_lm
 
+        require(spec[5:] in ARCHITECTURES, f"--model {spec!r}: unknown tiny architecture; choose tiny:ARCH "
+                f"with ARCH in {', '.join(ARCHITECTURES)}")  # fmt: skip
         return tiny_causal_lm(spec[5:]), byte_tokenizer()
     if spec.startswith("pretrained:"):
+        from paperworks_shared.models import ARCHITECTURES
         from paperworks_shared.train import pretrained_tiny
 
         arch, _, scale = spec[11:].partition("@")
-        t = pretrained_tiny(arch, scale or "smoke")
+        require(arch in ARCHITECTURES, f"--model {spec!r}: unknown architecture {arch!r}")
+        try:
+            t = pretrained_tiny(arch, scale or "smoke")
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--model {spec!r}: {e}") from None
         return t.model, t.tokenizer
     path = Path(spec)
-    if not (path / "config.json").is_file():
-        raise SystemExit(f"--model {spec!r}: not tiny:ARCH, pretrained:ARCH@SCALE, or a local model folder")
+    require(
+        (path / "config.json").is_file(),
+        f"--model {spec!r}: not tiny:ARCH, pretrained:ARCH@SCALE, or a local model folder with config.json",
+    )
     from paperworks_shared.models import load_model
 
-    return load_model(path)
+    try:
+        return load_model(path)
+    except Exception as e:  # corrupt/incomplete folder: one line naming the path
+        raise UserError(f"--model {spec!r}: cannot load the model folder: {type(e).__name__}: {e}") from None
 
 
 def _windows(args, tokenizer):
@@ -61,27 +91,40 @@ def _windows(args, tokenizer):
         else:  # a dataset name resolvable offline (local script/cache)
             ds = load_dataset(name, split=split or "validation")
         if (column or "text") not in ds.column_names:
-            raise SystemExit(f"--data: column {column or 'text'!r} not in {ds.column_names}")
+            raise UserError(f"--data: column {column or 'text'!r} not in {ds.column_names}")
         text = "\n\n".join(ds[column or "text"])
     else:
         p = Path(args.data)
-        if not p.is_file():
-            raise SystemExit(
-                f"--data {args.data!r}: no such file (or use builtin:corpus / dataset:NAME:SPLIT:COLUMN)"
-            )
+        require(
+            p.is_file(),
+            f"--data {args.data!r}: no such file (or use builtin:corpus / dataset:NAME:SPLIT:COLUMN)",
+        )
         text = p.read_text(encoding="utf-8", errors="replace")
-    if tokenizer is not None and getattr(tokenizer, "vocab_size", 0) != 259:
-        ids = torch.tensor(tokenizer(text)["input_ids"])
-        return token_windows(ids, args.seq_len, args.windows)
-    return byte_windows(text, args.seq_len, args.windows)
+    try:
+        if tokenizer is not None and getattr(tokenizer, "vocab_size", 0) != 259:
+            ids = torch.tensor(tokenizer(text)["input_ids"])
+            return token_windows(ids, args.seq_len, args.windows)
+        return byte_windows(text, args.seq_len, args.windows)
+    except ValueError as e:  # text too short for the requested windows
+        raise UserError(f"--data {args.data!r}: {e}") from None
+
+
+def _finite_or_none(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None  # strict JSON: an undefined value (e.g. dppl without an fp16 row) is null
+    return v
 
 
 def _emit(rows, args):
     from paperworks_shared.bench import markdown_table
+    from paperworks_shared.files import atomic_write_json
 
     print(markdown_table(rows))
     if getattr(args, "json", None):
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+        clean = [
+            {k: _finite_or_none(float(v) if hasattr(v, "item") else v) for k, v in r.items()} for r in rows
+        ]
+        atomic_write_json(args.json, clean)  # temp file + rename: never a half-written file
         print(f"wrote {args.json}", file=sys.stderr)
 
 
@@ -99,6 +142,21 @@ def _cfg(args, name):
     )
 
 
+def _check_methods_on(model, args) -> None:
+    """Build (and drop) every method's cache on the model: group sizes, base layer, RoPE... are
+    refused here, before any evaluation, as one line naming the method."""
+    from .simulate import make_cache
+
+    for name in args.methods:
+        cfg = _cfg(args, name)
+        if cfg is None:
+            continue
+        try:
+            make_cache(model, cfg).detach()
+        except (ValueError, NotImplementedError) as e:
+            raise UserError(f"method {name}: {e}") from None
+
+
 def cmd_ppl(args):
     import torch
 
@@ -106,6 +164,7 @@ def cmd_ppl(args):
 
     torch.set_num_threads(args.threads)
     model, tok = _load_model(args.model)
+    _check_methods_on(model, args)
     windows = _windows(args, tok)
     rows, fp = [], None
     for name in args.methods:
@@ -128,6 +187,7 @@ def cmd_memory(args):
         from .evaluation import measured_ratio, paper_ratio
 
         model, _ = _load_model(args.model)
+        _check_methods_on(model, args)
         ids = torch.randint(0, 256, (args.batch, args.seq_len))
         for name in args.methods:
             cfg = _cfg(args, name)
@@ -135,8 +195,10 @@ def cmd_memory(args):
             rows.append({"method": name, "paper_ratio": paper_ratio(model, cfg), "measured_ratio": ratio,
                          "measured_bytes": nbytes, "bytes_per_token": nbytes / ids.numel()})  # fmt: skip
     else:
-        if not (args.hidden and args.kv_dim and args.layers):
-            raise SystemExit("memory: give --model, or all of --hidden --kv-dim --layers")
+        require(
+            args.hidden is not None and args.kv_dim is not None and args.layers is not None,
+            "memory: give --model, or all of --hidden --kv-dim --layers",
+        )
         fp16_tok = args.layers * 2 * args.kv_dim * 2
         for name in args.methods:
             cfg = _cfg(args, name)
@@ -157,7 +219,18 @@ def cmd_latency(args):
     from .evaluation import decode_latency
 
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        try:
+            dev = torch.device(args.device)
+        except RuntimeError:
+            raise UserError(f"--device {args.device!r} is not a device name (cpu, cuda, cuda:N)") from None
+        require(
+            dev.type != "cuda"
+            or (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()),
+            f"--device {args.device}: no such CUDA device here",
+        )
     model, _ = _load_model(args.model)
+    _check_methods_on(model, args)
     if args.device != "cpu":
         model = model.to(args.device)
     rows = []
@@ -171,9 +244,12 @@ def cmd_latency(args):
 def cmd_roofline(args):
     from .accounting import HARDWARE, Hardware, breakeven_context
 
+    require(args.g <= args.d, f"--g {args.g} is larger than --d {args.d} (query heads per KV head)")
     if args.gpu == "custom":
-        if not (args.tflops and args.tbps):
-            raise SystemExit("roofline --gpu custom needs --tflops and --tbps")
+        require(
+            args.tflops is not None and args.tbps is not None,
+            "roofline --gpu custom needs --tflops and --tbps",
+        )
         hw = Hardware("custom", args.tflops, args.tbps)
     else:
         hw = HARDWARE[args.gpu]
@@ -186,19 +262,44 @@ def cmd_roofline(args):
     _emit(rows, args)
 
 
+def _method(text: str) -> str:
+    """argparse type: a method name parse_method accepts (checked at parse time)."""
+    from .methods import parse_method
+
+    try:
+        parse_method(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _bits(text: str) -> int:
+    v = int_range(2, 16)(text)
+    if v not in SUPPORTED_BITS:
+        raise argparse.ArgumentTypeError(f"{v} is not one of {', '.join(map(str, SUPPORTED_BITS))}")
+    return v
+
+
+_bits.__name__ = "bit width"
+_method.__name__ = "method name"
+_dim = int_range(1, MAX_DIM)
+_tokens = int_range(1, MAX_TOKENS)
+
+
 def _common_method_args(p, group=64):
+    p.add_argument("--methods", type=_method, nargs="+", default=["fp16", "kivi*-2", "xquant-4", "xquant-cl-3"],
+                   help=METHOD_HELP)  # fmt: skip
+    p.add_argument("--group-size", type=_dim, default=group, help="quantization group size (paper: 128)")
+    p.add_argument("--residual-length", type=int_range(0, MAX_TOKENS), default=0,
+                   help="full-precision newest tokens (0 for PPL)")  # fmt: skip
     p.add_argument(
-        "--methods", nargs="+", default=["fp16", "kivi*-2", "xquant-4", "xquant-cl-3"], help=METHOD_HELP
+        "--base-layer", type=int_range(0, MAX_LAYERS - 1), default=2, help="XQuant-CL base layer (paper: 2)"
     )
-    p.add_argument("--group-size", type=int, default=group, help="quantization group size (paper: 128)")
-    p.add_argument("--residual-length", type=int, default=0, help="full-precision newest tokens (0 for PPL)")
-    p.add_argument("--base-layer", type=int, default=2, help="XQuant-CL base layer (paper: 2)")
-    p.add_argument("--base-bits", type=int, default=4, help="bits of the CL base layer (paper: 4)")
-    p.add_argument(
-        "--early-layers", type=int, default=0, help="first N layers at --early-bits (paper Table 4: 3)"
-    )
-    p.add_argument("--early-bits", type=int, default=4)
-    p.add_argument("--json", help="also write the rows as JSON to this path")
+    p.add_argument("--base-bits", type=_bits, default=4, help="bits of the CL base layer (paper: 4)")
+    p.add_argument("--early-layers", type=int_range(0, MAX_LAYERS), default=0,
+                   help="first N layers at --early-bits (paper Table 4: 3)")  # fmt: skip
+    p.add_argument("--early-bits", type=_bits, default=4)
+    p.add_argument("--json", help="also write the rows as JSON to this path (atomically)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,56 +314,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", default="builtin:corpus", help="text file, builtin:corpus, or dataset:NAME:SPLIT:COLUMN"
     )
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--windows", type=int, default=16, help="number of evaluation windows")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seq-len", type=int_range(2, MAX_TOKENS), default=256)
+    p.add_argument("--windows", type=int_range(1, 1 << 20), default=16, help="number of evaluation windows")
+    p.add_argument("--batch-size", type=int_range(1, 1 << 16), default=8)
+    p.add_argument("--threads", type=int_range(1, 1024), default=1)
     _common_method_args(p)
     p.set_defaults(func=cmd_ppl)
     p = sub.add_parser("memory", help="bytes per token and ratio to an FP16 KV cache (analytic or measured)")
     p.add_argument("--model", help="measure real cache bytes on this model (else analytic from --hidden ...)")
-    p.add_argument("--hidden", type=int, help="model width d")
-    p.add_argument("--kv-dim", type=int, help="KV width (num_kv_heads * head_dim)")
-    p.add_argument("--layers", type=int)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--hidden", type=_dim, help="model width d")
+    p.add_argument("--kv-dim", type=_dim, help="KV width (num_kv_heads * head_dim)")
+    p.add_argument("--layers", type=int_range(1, MAX_LAYERS))
+    p.add_argument("--seq-len", type=_tokens, default=256)
+    p.add_argument("--batch", type=int_range(1, 1 << 16), default=1)
     _common_method_args(p, group=128)
     p.set_defaults(func=cmd_memory)
     p = sub.add_parser("latency", help="decode ms/token after a prefill of each context length")
     p.add_argument("--model", required=True)
-    p.add_argument("--contexts", type=int, nargs="+", default=[256, 1024])
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--contexts", type=_tokens, nargs="+", default=[256, 1024])
+    p.add_argument("--steps", type=int_range(1, 1 << 20), default=16)
+    p.add_argument("--batch", type=int_range(1, 1 << 16), default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int_range(1, 1024), default=1)
     _common_method_args(p)
     p.set_defaults(func=cmd_latency)
     p = sub.add_parser(
         "roofline", help="break-even context length of rematerialization (paper §3.4, eq. 3/4)"
     )
     p.add_argument("--gpu", default="h200", choices=["paper", "h100-sxm", "h200", "custom"])
-    p.add_argument("--tflops", type=float, help="custom: dense 16-bit TFLOP/s")
-    p.add_argument("--tbps", type=float, help="custom: memory bandwidth TB/s")
-    p.add_argument("--d", type=int, default=4096, help="hidden size")
-    p.add_argument("--g", type=int, default=1, help="query heads per KV head (1 = MHA)")
-    p.add_argument("--bits", type=float, default=4.25, help="cache bits per element incl. metadata")
-    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    p.add_argument(
-        "--weight-bytes", type=float, help="weight bytes per layer (default: paper's 24d² / 26d²+4(d/g)²)"
-    )
+    p.add_argument("--tflops", type=positive_float, help="custom: dense 16-bit TFLOP/s")
+    p.add_argument("--tbps", type=positive_float, help="custom: memory bandwidth TB/s")
+    p.add_argument("--d", type=_dim, default=4096, help="hidden size")
+    p.add_argument("--g", type=_dim, default=1, help="query heads per KV head (1 = MHA)")
+    p.add_argument("--bits", type=float_range(0, 32, lo_open=True), default=4.25,
+                   help="cache bits per element incl. metadata")  # fmt: skip
+    p.add_argument("--batch", type=int_range(1, 1 << 20), nargs="+", default=[1, 8])
+    p.add_argument("--weight-bytes", type=positive_float,
+                   help="weight bytes per layer (default: paper's 24d² / 26d²+4(d/g)²)")  # fmt: skip
     p.add_argument("--json")
     p.set_defaults(func=cmd_roofline)
+    for sp in sub.choices.values():
+        add_debug_flag(sp)
     return ap
 
 
-def main(argv=None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except ValueError as e:
-        print(f"xquant-eval: error: {e}", file=sys.stderr)
-        return 2
+    if getattr(args, "json", None):
+        check_out_file(args.json, what="--json")  # before any model loading or evaluation
+    if args.cmd == "memory" and args.model:
+        require(args.batch * args.seq_len <= MAX_TOKENS,
+                f"memory --model: --batch x --seq-len = {args.batch * args.seq_len} tokens is more than "
+                f"{MAX_TOKENS} (a forward of that size is not a memory estimate)")  # fmt: skip
+    args.func(args)
     return 0
+
+
+def _prog() -> str:
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name in ("xquant", "xquant-eval") else "xquant-eval"
+
+
+def main(argv=None) -> int:
+    """Console script: user errors -> one line `xquant-eval: error: ...`, exit 2 (`--debug` for tracebacks)."""
+    return run_cli(_main, argv, prog=_prog())
 
 
 if __name__ == "__main__":
