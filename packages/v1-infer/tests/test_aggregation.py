@@ -60,3 +60,39 @@ def test_bradley_terry_orders_by_strength():
     # symmetric data -> equal strengths
     sym = bradley_terry(np.array([[0, 2.0], [2.0, 0]]))
     assert sym[0] == pytest.approx(sym[1])
+
+
+def test_points_matrix_counts_wins_losses_and_half_ties():
+    s = WinRateStats(3)
+    s.update(0, 1, 8, 3)  # 0 beats 1
+    s.update(2, 1, 4, 4)  # tie
+    s.update(2, 0, 9, 2)  # 2 beats 0
+    assert s.points.tolist() == [[0, 1, 0], [0, 0, 0.5], [1, 0.5, 0]]
+    assert s.points.sum() == 3  # one point per game
+    assert s.seen(0, 1) and s.seen(1, 2) and s.seen(2, 1) and not s.seen(0, 0)
+    assert WinRateStats(3).seen(0, 1) is False
+
+
+def test_bradley_terry_satisfies_its_likelihood_equations():
+    # at the MM fixed point: wins_i + prior/2 = sum_j games_ij p_i/(p_i+p_j) + prior p_i/(p_i+1)
+    rng = np.random.default_rng(0)
+    pts = rng.integers(0, 4, size=(5, 5)).astype(float)
+    np.fill_diagonal(pts, 0)
+    for prior in (1.0, 2.0):
+        p = np.exp(bradley_terry(pts, prior=prior, iters=5000, tol=1e-12))
+        games = pts + pts.T
+        expected = (games * p[:, None] / (p[:, None] + p[None, :])).sum(1) + prior * p / (p + 1)
+        np.testing.assert_allclose(pts.sum(1) + prior / 2, expected, rtol=1e-6)
+
+
+def test_random_tiebreak_uses_the_given_rng():
+    s = WinRateStats(8)  # all mu equal: the order is the random permutation
+    orders = {tuple(s.ranking("random", np.random.default_rng(k))) for k in range(6)}
+    assert len(orders) > 1
+    assert s.ranking("random", np.random.default_rng(3)) == s.ranking("random", np.random.default_rng(3))
+
+
+def test_zero_candidates_is_allowed_and_negative_is_not():
+    assert WinRateStats(0).ranking() == []
+    with pytest.raises(ValueError):
+        WinRateStats(-1)
