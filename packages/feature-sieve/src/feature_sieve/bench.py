@@ -37,7 +37,7 @@ def _summary(rows: list[dict], methods, costs: dict[str, float]) -> list[dict]:
                 "wga_std": float(col("worst_group_acc").std()),
                 "weighted_avg_acc": float(col("weighted_avg_acc").mean()),
                 "shortcut_probe": float(col("shortcut_probe").mean()),
-                "shortcut_probe_std": float(col("shortcut_probe_std").mean()),
+                "shortcut_probe_raw": float(col("shortcut_probe_raw").mean()),
                 "label_probe": float(col("label_probe").mean()),
                 "cost_vs_erm": float(costs[m]),
                 "group_labels": "train" if m == "group_dro" else "no",
@@ -74,9 +74,11 @@ def _verdict(summary: list[dict], rows: list[dict], n_seeds: int, steps: int) ->
     parts = [
         head + f" over {n_seeds} seeds x {steps} steps.",
         f"Wrong-sign control: WGA {w['wga']:.3f} (shortcut probe {w['shortcut_probe']:.3f}).",
-        f"Shortcut probe at the sieve layer (raw pooled features, bounded-norm): ERM {e['shortcut_probe']:.3f}, "
-        f"sieve {s['shortcut_probe']:.3f}; with standardised features ERM {e['shortcut_probe_std']:.3f}, "
-        f"sieve {s['shortcut_probe_std']:.3f} (the shortcut is shrunk, not erased, when these stay high).",
+        f"Shortcut probe at the sieve layer (scale-invariant: standardised pooled features): ERM "
+        f"{e['shortcut_probe']:.3f}, sieve {s['shortcut_probe']:.3f}; the scale-dependent raw-feature probe "
+        f"(C=0.01, a weight-scale diagnostic, not a measure of information): ERM {e['shortcut_probe_raw']:.3f}, "
+        f"sieve {s['shortcut_probe_raw']:.3f}. Label probe at the same layer: ERM {e['label_probe']:.3f}, "
+        f"sieve {s['label_probe']:.3f}.",
         f"JTT (no group labels) {by['jtt']['wga']:.3f}, Group DRO (train group labels) {by['group_dro']['wga']:.3f}.",
         f"Average accuracy ERM {e['avg_acc']:.3f} vs sieve {s['avg_acc']:.3f}.",
         f"Sieve cost {s['cost_vs_erm']:.2f}x ERM per step (interleaved wall-time, min of repeats, on a "
@@ -156,7 +158,7 @@ def run(ctx: BenchContext) -> None:
             "wga_std",
             "weighted_avg_acc",
             "shortcut_probe",
-            "shortcut_probe_std",
+            "shortcut_probe_raw",
             "label_probe",
             "cost_vs_erm",
             "group_labels",

@@ -1,37 +1,63 @@
-"""`feature-sieve` console script: train / evaluate / smoke."""
+"""`feature-sieve` console script: train / evaluate / smoke.
+
+Errors follow the paperworks convention (`paperworks_shared.cli`): a bad argument, an unwritable
+--out, an unknown sieve layer or model, a missing or corrupt checkpoint/model file is one line on
+stderr and exit code 2, found before any training; `--debug` shows the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-import torch
-
-from .data import DATASETS, load_dataset
-from .methods import ERM, GroupDRO
-from .models import build_model
-from .sieve import FeatureSieve
-from .train import SELECTORS, evaluate, fit, group_counts
+from paperworks_shared.cli import (
+    UserError,
+    add_debug_flag,
+    check_out_dir,
+    choice_of,
+    existing_dir,
+    float_range,
+    list_of,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+    require,
+    run_cli,
+)
 
 METHODS = ("sieve", "erm", "group_dro", "jtt", "wrong_sign")
+# = feature_sieve.data.DATASETS / train.SELECTORS, spelled here so that --help does not import torch
+DATASETS = ("spurious_digits", "spurious_digits_color", "digit_dominoes", "waterbirds", "celeba")
+SELECTORS = ("val_mean_group", "val_wga", "val_avg", "last")
+momentum_type = float_range(0.0, 1.0, hi_open=True)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset", choices=DATASETS, default="spurious_digits_color", help="dataset (default: %(default)s)"
     )
-    p.add_argument("--root", help="local folder for waterbirds / celeba (metadata CSV + images)")
-    p.add_argument("--train-correlation", type=float, help="toy data: P(shortcut = label) in training")
     p.add_argument(
-        "--image-size", type=int, default=224, help="waterbirds/celeba resize (default: %(default)s)"
+        "--root", type=existing_dir, help="local folder for waterbirds / celeba (metadata CSV + images)"
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="data split / init / batch-order seed (default: %(default)s)"
+        "--train-correlation", type=probability, help="toy data: P(shortcut = label) in training, in [0, 1]"
+    )
+    p.add_argument(
+        "--image-size", type=positive_int, default=224, help="waterbirds/celeba resize (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seed",
+        type=nonneg_int,
+        default=0,
+        help="data split / init / batch-order seed (default: %(default)s)",
     )
     p.add_argument("--model", default="small_cnn", help="'small_cnn' or a timm model name (random init)")
-    p.add_argument("--width", type=int, default=8, help="small_cnn width (default: %(default)s)")
+    p.add_argument("--width", type=positive_int, default=8, help="small_cnn width (default: %(default)s)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,76 +66,143 @@ def _parser() -> argparse.ArgumentParser:
         description="Feature sieve (SiFer, ICML 2023): train a classifier whose lower layers forget features a "
         "small aux head can read; baselines ERM, JTT, Group DRO; group-robustness evaluation.",
     )
+    add_debug_flag(p)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train one method and save the model + metrics")
     _add_data_args(t)
     t.add_argument("--method", choices=METHODS, default="sieve", help="default: %(default)s")
-    t.add_argument("--steps", type=int, default=400)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=0.05, help="main update lr (default: %(default)s)")
-    t.add_argument("--momentum", type=float, default=0.9)
-    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--steps", type=positive_int, default=400)
+    t.add_argument("--batch-size", type=positive_int, default=64)
+    t.add_argument("--lr", type=positive_float, default=0.05, help="main update lr (default: %(default)s)")
+    t.add_argument("--momentum", type=momentum_type, default=0.9)
+    t.add_argument("--weight-decay", type=nonneg_float, default=1e-4)
     t.add_argument(
         "--sieve-layer", default="conv1", help="module name the aux head reads (default: %(default)s)"
     )
     t.add_argument("--aux-head", choices=("conv", "linear", "mlp"), default="linear")
-    t.add_argument("--aux-depth", type=int, default=1)
-    t.add_argument("--aux-width", type=int, default=16)
-    t.add_argument("--aux-stride", type=int, default=1)
+    t.add_argument("--aux-depth", type=positive_int, default=1)
+    t.add_argument("--aux-width", type=positive_int, default=16)
+    t.add_argument("--aux-stride", type=positive_int, default=1)
     t.add_argument("--aux-pool", choices=("avg", "max", "flatten", "grid2", "cls"), default="avg")
-    t.add_argument("--aux-lr", type=float, default=0.05)
-    t.add_argument("--forget-every", type=int, default=3, help="F: forget when step %% F == 0 (0 = never)")
-    t.add_argument("--forget-lr", type=float, default=0.02)
-    t.add_argument("--forget-momentum", type=float, default=0.0)
+    t.add_argument("--aux-lr", type=positive_float, default=0.05)
+    t.add_argument(
+        "--forget-every", type=nonneg_int, default=3, help="F: forget when step %% F == 0 (0 = never)"
+    )
+    t.add_argument("--forget-lr", type=positive_float, default=0.02)
+    t.add_argument("--forget-momentum", type=momentum_type, default=0.0)
     t.add_argument("--freeze-bn", action="store_true", help="keep backbone BatchNorm in eval mode")
     t.add_argument(
         "--no-efficient", action="store_true", help="full forward in the aux/forget steps (as released)"
     )
-    t.add_argument("--jtt-identify-steps", type=int, default=100)
-    t.add_argument("--jtt-upweight", type=float, default=20.0)
-    t.add_argument("--dro-eta", type=float, default=0.05)
+    t.add_argument("--jtt-identify-steps", type=positive_int, default=100)
     t.add_argument(
-        "--selector", choices=list(SELECTORS), default="last", help="model selection (default: %(default)s)"
+        "--jtt-upweight", type=float_range(1.0), default=20.0, help="JTT up-sampling factor (>= 1)"
     )
-    t.add_argument("--eval-every", type=int)
+    t.add_argument("--dro-eta", type=positive_float, default=0.05)
+    t.add_argument(
+        "--selector", choices=SELECTORS, default="last", help="model selection (default: %(default)s)"
+    )
+    t.add_argument("--eval-every", type=positive_int)
     t.add_argument(
         "--out", default="feature-sieve-run", help="output folder (model.pt, metrics.json, checkpoint)"
     )
     t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     t.add_argument("--no-progress", action="store_true")
+    add_debug_flag(t)
 
     e = sub.add_parser("evaluate", help="group metrics of a saved model (from `train --out`)")
-    e.add_argument("run_dir", help="folder written by `feature-sieve train`")
+    e.add_argument("run_dir", type=existing_dir, help="folder written by `feature-sieve train`")
     e.add_argument("--split", choices=("train", "validation", "test"), default="test")
-    e.add_argument("--root", help="override the dataset root")
+    e.add_argument("--root", type=existing_dir, help="override the dataset root")
+    add_debug_flag(e)
 
     s = sub.add_parser("smoke", help="ERM vs sieve (and the other methods) on the toy data in a few minutes")
-    s.add_argument("--steps", type=int, default=200)
-    s.add_argument("--seeds", type=int, default=1)
+    s.add_argument("--steps", type=positive_int, default=200)
+    s.add_argument("--seeds", type=positive_int, default=1)
     s.add_argument(
         "--dataset",
         choices=("spurious_digits", "spurious_digits_color", "digit_dominoes"),
         default="spurious_digits_color",
     )
-    s.add_argument("--methods", default="erm,sieve", help="comma list of " + ",".join(METHODS))
+    s.add_argument(
+        "--methods",
+        type=list_of(choice_of(METHODS)),
+        default=["erm", "sieve"],
+        help="comma list of " + ",".join(METHODS),
+    )
+    add_debug_flag(s)
     return p
 
 
+def _line(e: BaseException) -> str:
+    text = str(e).strip().strip("'\"") or type(e).__name__
+    return text.splitlines()[0][:400]
+
+
+def _data(args):
+    from .data import load_dataset
+
+    if args.dataset in ("waterbirds", "celeba"):
+        require(args.root is not None, f"--dataset {args.dataset} needs --root (a local copy; no downloads)")
+    try:
+        return load_dataset(
+            args.dataset,
+            args.seed,
+            args.train_correlation,
+            None if args.root is None else str(args.root),
+            args.image_size,
+        )
+    except (ValueError, KeyError) as e:
+        raise UserError(f"cannot load --dataset {args.dataset}: {_line(e)}") from None
+
+
 def _build(args, data):
+    from .models import build_model
+
     x0 = data["train"][0][0]
     shape = tuple(x0.shape)
-    model = build_model(args.model, shape[0], 2, shape[1:], args.width)
+    try:
+        model = build_model(args.model, shape[0], 2, shape[1:], args.width)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"--model {args.model!r}: {_line(e)}") from None
     return model, shape
 
 
+def _json_safe(obj):
+    """Non-finite floats -> None (e.g. the accuracy of a group absent from a split), for strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 def cmd_train(args) -> dict:
+    import torch
+
+    from paperworks_shared.files import atomic_torch_save, atomic_write_json
+
+    from .methods import ERM, GroupDRO
+    from .sieve import FeatureSieve
+    from .train import CheckpointError, evaluate, fit, group_counts, load_checkpoint
+
+    # every user input is checked before any training: output folder, data, model, sieve layer, checkpoint
+    out = check_out_dir(args.out)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists() and not args.no_resume:
+        try:
+            load_checkpoint(ckpt)
+        except CheckpointError as e:
+            raise UserError(f"{_line(e)} (or pass --no-resume)") from None
     torch.manual_seed(args.seed)
-    data = load_dataset(args.dataset, args.seed, args.train_correlation, args.root, args.image_size)
+    data = _data(args)
     model, shape = _build(args, data)
     main = dict(lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     fit_kw = dict(
         batch_size=args.batch_size,
         seed=args.seed,
@@ -118,29 +211,15 @@ def cmd_train(args) -> dict:
         val=data["validation"] if args.selector != "last" else None,
         eval_every=args.eval_every,
     )
-    if args.method == "jtt":
-        from .jtt import run_jtt
+    method = None
+    if args.method == "erm":
+        method = ERM(model, 2, **main)
+    elif args.method == "group_dro":
+        method = GroupDRO(model, 2, n_groups=4, eta=args.dro_eta, **main)
+    elif args.method in ("sieve", "wrong_sign"):
+        from .losses import forget_loss_uniform, forget_loss_wrong_sign
 
-        method, hist, _ = run_jtt(
-            model,
-            2,
-            data["train"],
-            args.steps,
-            args.jtt_identify_steps,
-            args.jtt_upweight,
-            erm_kwargs=main,
-            checkpoint_dir=out,
-            resume=not args.no_resume,
-            **fit_kw,
-        )
-    else:
-        if args.method == "erm":
-            method = ERM(model, 2, **main)
-        elif args.method == "group_dro":
-            method = GroupDRO(model, 2, n_groups=4, eta=args.dro_eta, **main)
-        else:
-            from .losses import forget_loss_uniform, forget_loss_wrong_sign
-
+        try:
             method = FeatureSieve(
                 model,
                 args.sieve_layer,
@@ -160,64 +239,97 @@ def cmd_train(args) -> dict:
                 forget_loss=forget_loss_wrong_sign if args.method == "wrong_sign" else forget_loss_uniform,
                 **main,
             )
-        hist = fit(method, data["train"], args.steps, checkpoint_dir=out, resume=not args.no_resume, **fit_kw)
+        except (KeyError, ValueError, TypeError) as e:
+            raise UserError(f"--sieve-layer {args.sieve_layer!r} / aux head: {_line(e)}") from None
+    try:
+        if args.method == "jtt":
+            from .jtt import run_jtt
+
+            method, hist, _ = run_jtt(
+                model,
+                2,
+                data["train"],
+                args.steps,
+                args.jtt_identify_steps,
+                args.jtt_upweight,
+                erm_kwargs=main,
+                checkpoint_dir=out,
+                resume=not args.no_resume,
+                **fit_kw,
+            )
+        else:
+            hist = fit(
+                method, data["train"], args.steps, checkpoint_dir=out, resume=not args.no_resume, **fit_kw
+            )
+    except CheckpointError as e:
+        raise UserError(f"{_line(e)} (or pass --no-resume)") from None
     counts = group_counts(data["train"], 4).tolist()
-    metrics = {s: _clean(evaluate(method.model, data[s], 4, counts)) for s in ("validation", "test")}
-    torch.save(method.model.state_dict(), out / "model.pt")
-    config = {k: v for k, v in vars(args).items() if k != "func"}
-    (out / "config.json").write_text(json.dumps(config, indent=1))
-    (out / "metrics.json").write_text(
-        json.dumps({"train_group_counts": counts, "best_step": hist.best_step, **metrics}, indent=1)
+    metrics = {s: evaluate(method.model, data[s], 4, counts) for s in ("validation", "test")}
+    # model first, then config, metrics last: `evaluate` needs all three, each written atomically
+    atomic_torch_save(method.model.state_dict(), out / "model.pt")
+    config = {k: v for k, v in vars(args).items() if k not in ("func", "debug")}
+    atomic_write_json(out / "config.json", _json_safe(config))
+    atomic_write_json(
+        out / "metrics.json",
+        _json_safe({"train_group_counts": counts, "best_step": hist.best_step, **metrics}),
     )
     _print(args.method, metrics["test"])
     return metrics
 
 
-def _clean(ev: dict) -> dict:
-    return {k: v for k, v in ev.items()}
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
 def _print(name: str, ev: dict) -> None:
     print(
-        f"{name}: avg {ev['avg_acc']:.3f}  train-weighted avg {ev['weighted_avg_acc']:.3f}  "
-        f"worst-group {ev['worst_group_acc']:.3f} (group {ev['worst_group']})"
+        f"{name}: avg {_fmt(ev['avg_acc'])}  train-weighted avg {_fmt(ev['weighted_avg_acc'])}  "
+        f"worst-group {_fmt(ev['worst_group_acc'])} (group {ev['worst_group']})"
     )
     for r in ev["per_group"]:
-        print(f"  group {r['group']}: n={r['n']:4d} acc={r['acc']:.3f}")
+        print(f"  group {r['group']}: n={r['n']:4d} acc={_fmt(r['acc'])}")
 
 
 def cmd_evaluate(args) -> dict:
+    from .train import CheckpointError, evaluate, safe_load
+
     run = Path(args.run_dir)
     for f in ("config.json", "model.pt", "metrics.json"):
-        if not (run / f).is_file():
-            raise FileNotFoundError(
-                f"{run / f} not found: is {run} a folder written by `feature-sieve train`?"
-            )
-    cfg = argparse.Namespace(**json.loads((run / "config.json").read_text()))
-    if args.root:
-        cfg.root = args.root
-    data = load_dataset(cfg.dataset, cfg.seed, cfg.train_correlation, cfg.root, cfg.image_size)
+        require(
+            (run / f).is_file(), f"{run / f} not found: is {run} a folder written by `feature-sieve train`?"
+        )
+    try:
+        cfg = json.loads((run / "config.json").read_text())
+        counts = json.loads((run / "metrics.json").read_text())["train_group_counts"]
+        cfg = argparse.Namespace(**cfg)
+        for k in ("dataset", "seed", "train_correlation", "image_size", "model", "width", "method"):
+            getattr(cfg, k)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{run}: config.json / metrics.json unreadable or incomplete: {_line(e)}") from None
+    cfg.root = args.root if args.root else getattr(cfg, "root", None)
+    data = _data(cfg)
     model, _ = _build(cfg, data)
-    model.load_state_dict(torch.load(run / "model.pt", map_location="cpu"))
-    counts = json.loads((run / "metrics.json").read_text())["train_group_counts"]
+    try:
+        state = safe_load(run / "model.pt", "model file")
+        model.load_state_dict(state)
+    except CheckpointError as e:
+        raise UserError(_line(e)) from None
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise UserError(f"{run / 'model.pt'} does not fit the model in config.json: {_line(e)}") from None
     ev = evaluate(model, data[args.split], 4, counts)
     _print(f"{cfg.method} [{args.split}]", ev)
     return ev
 
 
 def cmd_smoke(args) -> list[dict]:
-    from .experiment import METHODS as EXP_METHODS
+    from .data import load_dataset
     from .experiment import ToyConfig, run_one
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in EXP_METHODS]
-    if bad:
-        raise SystemExit(f"unknown method(s) {bad}; choose from {EXP_METHODS}")
     cfg = ToyConfig(steps=args.steps)
     rows = []
     for seed in range(args.seeds):
         data = load_dataset(args.dataset, seed=seed)
-        for m in methods:
+        for m in args.methods:
             r = run_one(data, m, seed, cfg)
             rows.append(r)
             print(
@@ -228,11 +340,17 @@ def cmd_smoke(args) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    import torch
+
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     {"train": cmd_train, "evaluate": cmd_evaluate, "smoke": cmd_smoke}[args.cmd](args)
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv, prog="feature-sieve")
 
 
 if __name__ == "__main__":

@@ -101,12 +101,14 @@ def run_one(data: dict, method: str, seed: int, cfg: ToyConfig, track_entropy: b
     seconds = time.perf_counter() - t0
     ev = evaluate(m.model, test, 4, group_counts(train, 4).tolist())
     xt, gt = test.tensors[0], test.tensors[2]
+    # scale-invariant probes (standardised features): decodability, not weight scale (issue 18)
     probe = shortcut_probe(m.model, cfg.sieve_layer, xt, gt % 2, seed=seed, pool=cfg.probe_pool)
-    probe_std = shortcut_probe(
-        m.model, cfg.sieve_layer, xt, gt % 2, seed=seed, pool=cfg.probe_pool, standardize=True, C=1.0
-    )
     label_probe = shortcut_probe(
         m.model, cfg.sieve_layer, xt, test.tensors[1], seed=seed, pool=cfg.probe_pool
+    )
+    # the old default (raw features, C=0.01): scale-dependent, kept only as a labelled diagnostic
+    probe_raw = shortcut_probe(
+        m.model, cfg.sieve_layer, xt, gt % 2, seed=seed, pool=cfg.probe_pool, standardize=False, C=0.01
     )
     out = {
         "method": method,
@@ -116,7 +118,7 @@ def run_one(data: dict, method: str, seed: int, cfg: ToyConfig, track_entropy: b
         "mean_group_acc": ev["mean_group_acc"],
         "worst_group_acc": ev["worst_group_acc"],
         "shortcut_probe": probe,
-        "shortcut_probe_std": probe_std,
+        "shortcut_probe_raw": probe_raw,
         "label_probe": label_probe,
         "seconds": seconds,
         "sec_per_step": seconds / steps_run,

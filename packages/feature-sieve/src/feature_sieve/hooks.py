@@ -5,12 +5,12 @@ The feature sieve needs three things from an arbitrary backbone (timm, torchvisi
 * the module named ``sieve_layer`` (error lists the available names when it does not exist);
 * its output on a batch, optionally *truncating* the forward right after it (the notes' ``efficient``
   path: the aux and forget steps never need the upper network);
-* the parameters computed "at or below" it: every module whose forward finished no later than the sieve
-  layer's, found once by tracing a forward pass with hooks (notes §7 ``lower_parameters``). For a
-  torchvision ResNet with ``sieve_layer="layer{AP}"`` this is ``conv1, bn1, layer1..layer{AP}``, i.e. the
-  official ``params_list[:2 + aux_pos]`` (notes §1.2). Direct parameters of *ancestors* of the sieve layer
-  (e.g. a ViT's ``pos_embed`` / ``cls_token`` on the root module) are included, since they are consumed
-  before the sieve layer in the usual designs.
+* the parameters computed "at or below" it: every parameter the sieve layer's output depends on, found
+  once by autograd on a truncated forward (notes §7 ``lower_parameters``). For a torchvision ResNet with
+  ``sieve_layer="layer{AP}"`` this is ``conv1, bn1, layer1..layer{AP}``, i.e. the official
+  ``params_list[:2 + aux_pos]`` (notes §1.2). Direct parameters of the root or other ancestors count only
+  when consumed before the sieve layer (a ViT's ``pos_embed`` / ``cls_token``: yes; a root-level logit
+  scale used after it: no).
 """
 
 from __future__ import annotations
@@ -112,23 +112,34 @@ def _is_ancestor(parent: str, child: str) -> bool:
 
 
 def lower_parameters(model: nn.Module, sieve_layer: str, example_input: torch.Tensor) -> list[nn.Parameter]:
-    """Trainable parameters of every module executed at or below ``sieve_layer`` (traced with hooks)."""
+    """Trainable parameters the sieve layer's output depends on ("at or below" it), in model order.
+
+    Found by autograd, not by module order or nesting: one forward on ``example_input`` (eval mode)
+    truncated at ``sieve_layer``, then the parameters with a gradient path to its output. So a direct
+    parameter of the root or of any ancestor counts only when it is consumed before the sieve layer
+    (a ViT's ``pos_embed``: yes; a logit scale or a head bias on the root used after it: no), and
+    modules that run earlier but do not feed the sieve layer are not counted either.
+    """
     resolve_layer(model, sieve_layer)
-    order = execution_order(model, example_input)
-    if sieve_layer not in order:
-        raise RuntimeError(f"layer {sieve_layer!r} was not executed by the model's forward pass")
-    done_before = set(order[: order.index(sieve_layer) + 1])
-    seen: set[int] = set()
     params: list[nn.Parameter] = []
-    for name, mod in model.named_modules():
-        inside = name == sieve_layer or name.startswith(sieve_layer + ".")
-        if not (name in done_before or inside or _is_ancestor(name, sieve_layer)):
-            continue
-        for p in mod.parameters(recurse=False):
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
+    seen: set[int] = set()
+    for p in model.parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            params.append(p)
+    if not params:
+        return []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            h = forward_to(model, sieve_layer, example_input)
+            if not h.requires_grad:
+                return []
+            grads = torch.autograd.grad(h.float().sum(), params, allow_unused=True)
+    finally:
+        model.train(was_training)
+    return [p for p, g in zip(params, grads) if g is not None]
 
 
 def split_parameters(
@@ -144,6 +155,30 @@ def split_parameters(
             if id(p) not in ids:
                 upper.append(p)
     return all_params, upper
+
+
+@contextlib.contextmanager
+def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
+    """Every buffer of ``modules`` holds its old value afterwards (copied back in place).
+
+    The aux and forget forwards are side computations: whatever their forward hooks or layers update
+    as state (spectral-norm power-iteration vectors ``_u`` / ``_v`` / ``weight_u``, BN counters, custom
+    EMA buffers), above or below the sieve layer, is put back, so only the main step moves buffers.
+    """
+    saved = []
+    seen: set[int] = set()
+    for mod in modules:
+        for b in mod.buffers():
+            if id(b) not in seen:
+                seen.add(id(b))
+                saved.append((b, b.detach().clone()))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, old in saved:
+                if b.shape == old.shape:
+                    b.copy_(old)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ One training step = three separately optimised updates, each with a fresh forwar
 3. **main**: ``CE(f(x), y)`` updates the whole network (SGD lr 1e-3, momentum 0.9, wd 1e-4), never the
    aux head.
 
-The aux and forget forwards do not update BatchNorm running statistics and run inside
+The aux and forget forwards leave every buffer of the model as it was (BatchNorm running statistics,
+spectral-norm power-iteration vectors, ...; `hooks.preserved_buffers`) and run inside
 `torch.random.fork_rng`, so with forgetting disabled the main network follows ERM's trajectory exactly
 (tested). Inference is the plain model: ``sieve(x) == sieve.model(x)``.
 """
@@ -30,6 +31,7 @@ from .hooks import (
     forward_with_tap,
     frozen_bn_stats,
     lower_parameters,
+    preserved_buffers,
     resolve_layer,
     split_parameters,
 )
@@ -171,7 +173,7 @@ class FeatureSieve(Method):
 
     def aux_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The aux head's logits on ``x`` (no parameter updates, no BN-stat updates)."""
-        with frozen_bn_stats(self.model), frozen_bn_stats(self.aux):
+        with preserved_buffers(self.model, self.aux), frozen_bn_stats(self.model), frozen_bn_stats(self.aux):
             return self.aux(self.features(x, grad=torch.is_grad_enabled()))
 
     def will_forget(self, step: int) -> bool:
@@ -180,7 +182,11 @@ class FeatureSieve(Method):
     # ----- the three updates -----
     def identify_step(self, x, y) -> dict:
         """Update 1: the aux head learns to predict y from (detached) sieve-layer features."""
-        with torch.random.fork_rng(devices=self._rng_devices()), frozen_bn_stats(self.model):
+        with (
+            torch.random.fork_rng(devices=self._rng_devices()),
+            preserved_buffers(self.model),
+            frozen_bn_stats(self.model),
+        ):
             h = self.features(x, grad=not self.efficient)
             if self.efficient:
                 h = h.detach()
@@ -199,6 +205,7 @@ class FeatureSieve(Method):
         """Update 2: the lower layers make the (just updated, fixed) aux head's output uniform."""
         with (
             torch.random.fork_rng(devices=self._rng_devices()),
+            preserved_buffers(self.model, self.aux),
             frozen_bn_stats(self.model),
             frozen_bn_stats(self.aux),
         ):

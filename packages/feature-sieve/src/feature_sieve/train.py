@@ -13,7 +13,7 @@ which uses validation group labels, so group information leaks into selection; n
 from __future__ import annotations
 
 import copy
-import os
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+from paperworks_shared.files import atomic_torch_save
 
 from .metrics import GroupMetrics
 
@@ -120,10 +122,58 @@ def group_counts(data, n_groups: int) -> torch.Tensor:
     return torch.bincount(g, minlength=n_groups)[:n_groups]
 
 
-def _save(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+CHECKPOINT_FORMAT = "feature-sieve-ckpt-v2"
+_CKPT_KEYS = ("method", "rng", "step", "history", "best_state")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file that is missing, unreadable, unsafe to unpickle or from another run."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def _plain(obj):
+    """numpy scalars -> Python numbers, recursively (so the checkpoint loads with weights_only=True)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if hasattr(obj, "item") and not isinstance(obj, torch.Tensor) and getattr(obj, "shape", None) == ():
+        return obj.item()
+    return obj
+
+
+def safe_load(path: str | Path, what: str = "checkpoint", map_location="cpu"):
+    """`torch.load(path, weights_only=True)`: no arbitrary unpickling of a user file. A missing,
+    truncated, foreign or pickled-object file raises `CheckpointError` naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{what} {str(path)!r} cannot be read safely (corrupt, truncated, or not a feature-sieve file): "
+            f"{_first_line(e)}"
+        ) from e
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A `fit` checkpoint, loaded with ``weights_only=True`` and checked for the expected format."""
+    ck = safe_load(path, "checkpoint", map_location)
+    if (
+        not isinstance(ck, dict)
+        or ck.get("format") != CHECKPOINT_FORMAT
+        or any(k not in ck for k in _CKPT_KEYS)
+    ):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not a feature-sieve {CHECKPOINT_FORMAT} checkpoint; delete it or "
+            "train without resuming"
+        )
+    return ck
 
 
 def fit(
@@ -172,24 +222,32 @@ def fit(
     if ckpt_path is not None:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         if resume and ckpt_path.exists():
-            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-            method.restore(ck["method"])
+            ck = load_checkpoint(ckpt_path, device)
+            try:
+                method.restore(ck["method"])
+            except (KeyError, RuntimeError, ValueError) as e:
+                raise CheckpointError(
+                    f"checkpoint {str(ckpt_path)!r} does not fit this method/model ({_first_line(e)}); "
+                    "delete it or train without resuming"
+                ) from e
             torch.set_rng_state(ck["rng"])
-            start, hist, best_state = ck["step"] + 1, ck["history"], ck["best_state"]
+            start, hist, best_state = ck["step"] + 1, History(**ck["history"]), ck["best_state"]
             hist.resumed_from = ck["step"]
     checkpoint_every = checkpoint_every or eval_every
 
     def save(step):
         if ckpt_path is not None:
-            _save(
-                ckpt_path,
+            # tensors, numbers, strings and containers only: loadable with weights_only=True; atomic
+            atomic_torch_save(
                 {
+                    "format": CHECKPOINT_FORMAT,
                     "method": method.checkpoint(),
                     "rng": torch.get_rng_state(),
                     "step": step,
-                    "history": hist,
+                    "history": _plain(dataclasses.asdict(hist)),
                     "best_state": best_state,
                 },
+                ckpt_path,
             )
 
     method.train()
