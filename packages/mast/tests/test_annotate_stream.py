@@ -373,6 +373,9 @@ BAD_INPUTS = [
     (["stub-server", "--fail-first", "429"], "--fail-first"),
     (["stub-server", "--host", "0.0.0.0"], "--host"),
     (["taxonomy", "--version", "v9"], "--version"),
+    (["annotate", "T", "-o", "O", "--judge", "stub", "--device", "gpu0"], "--device"),
+    (["annotate", "T", "-o", "O", "--judge", "stub", "--threads", "0"], "--threads"),
+    (["bench", "--scale", "huge"], "--scale"),
 ]
 
 
@@ -410,3 +413,49 @@ def test_cli_bad_inputs_exit_2_with_one_line(argv, message, tmp_path, capsys):
     assert message in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "o.jsonl").exists()  # nothing was started
+
+
+def test_cuda_device_without_cuda_is_one_line_error(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    t = _write_traces(tmp_path / "t.jsonl", 2)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    out = tmp_path / "o.jsonl"
+    argv = [
+        "annotate",
+        str(t),
+        "-o",
+        str(out),
+        "--judge",
+        f"hf:{model_dir}",
+        "--device",
+        "cuda",
+        "--cache",
+        "",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_help_is_light_and_stub_styles_agree():
+    """`mast --help` builds the parser without importing httpx, numpy or the stub server (issue 20.4)."""
+    import subprocess
+    import sys
+
+    from mast.cli import STYLES
+    from mast.judges.stub import STYLES as STUB_STYLES
+
+    assert STYLES == STUB_STYLES
+    code = (
+        "import sys; from mast.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "main(['annotate', '--help']) if False else None\n"
+        "from mast.cli import build_parser; build_parser()\n"
+        "print(sorted(m for m in ('httpx', 'numpy', 'torch', 'mast.judges.stub') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip().splitlines()[-1] == "[]"

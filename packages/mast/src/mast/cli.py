@@ -19,7 +19,9 @@ from pathlib import Path
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
     check_out_file,
     choice_of,
     existing_dir,
@@ -51,6 +53,11 @@ FORMAT_NAMES = (
     "mad_human",
     "jsonl",
 )
+
+
+# the stub judge's answer styles (mast.judges.stub.STYLES; a test keeps the two equal). Spelled out here so
+# that building the parser (`mast --help`) does not import the stub server.
+STYLES = ("terse", "echo", "markdown", "json", "missing_mode", "example_echo", "garbage")
 
 
 def _csv(s: str) -> list[str]:
@@ -177,7 +184,10 @@ def _make_judge(a):
         return StubJudge(StubBehaviour(style=a.stub_style))
     if a.judge.startswith("hf:"):
         try:
-            return HFLocalJudge.from_dir(a.judge[3:], device=a.device)
+            from paperworks_shared.cli import apply_runtime_args
+
+            device = apply_runtime_args(a)  # --threads, and --device resolved (clear error without CUDA)
+            return HFLocalJudge.from_dir(a.judge[3:], device=str(device))
         except (OSError, ValueError) as e:
             raise UserError(f"--judge {a.judge!r}: cannot load the local model: {e}") from e
     key = os.environ.get(a.api_key_env) if a.api_key_env else None
@@ -269,7 +279,7 @@ def cmd_annotate(a) -> int:
             on_overflow=a.on_overflow,
             cache_dir=a.cache or None,
             keep_fields=a.keep_fields,
-            progress=not a.quiet,
+            progress=not a.no_progress,
         )
     except ValueError as e:
         raise UserError(str(e)) from e
@@ -471,21 +481,7 @@ def cmd_stub_server(a) -> int:
     return 0
 
 
-def cmd_bench(a) -> int:
-    from paperworks_shared.bench import BenchContext
-
-    from .bench import run
-
-    ctx = BenchContext("mast", a.scale, a.results)
-    run(ctx)
-    for r in ctx.records:
-        print(f"{r.experiment}: {r.verdict}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .judges.stub import STYLES
-
     p = argparse.ArgumentParser(
         prog="mast",
         description="MAST failure taxonomy and LLM-as-a-judge annotator "
@@ -580,10 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="USD per 1M cached prompt tokens (default: the input price)",
     )
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--no-structured", action="store_true", help="never send response_format")
     s.add_argument("--stub-style", default="terse", choices=STYLES, help="answer style of --judge stub")
-    s.add_argument("--device", default="cpu", help="device of an hf: judge")
+    add_runtime_args(s)  # --device/--threads apply to an hf: judge; --no-progress to every judge
+    s.add_argument("--quiet", dest="no_progress", action="store_true", help="alias of --no-progress")
     s.set_defaults(fn=cmd_annotate)
 
     s = sp("agree", help="agreement between two label sets (annotations or MAD-style files)")
@@ -628,10 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-requests", type=positive_int, default=1_000_000)
     s.set_defaults(fn=cmd_stub_server)
 
-    s = sp("bench", help="run the MAST benchmarks")
-    s.add_argument("--scale", default="smoke", choices=["smoke", "cpu", "gpu"])
-    s.add_argument("--results", default="benchmarks/results")
-    s.set_defaults(fn=cmd_bench)
+    add_debug_flag(add_bench_command(sub, "mast"))  # `mast bench` = `paperworks-bench --package mast`
     return p
 
 
@@ -649,7 +642,8 @@ def _by_type(text: str) -> str:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    fn = getattr(args, "fn", None) or args.func  # add_bench_command sets `func`
+    return int(fn(args))
 
 
 def main(argv=None) -> int:
