@@ -34,8 +34,9 @@ def test_exact_equivalent_approaches_eq_3_2_at_long_context():
 
 def test_account_from_config():
     cfg = tiny_config("llama")
-    acc = flops.account(cfg, context_len=512, steps=4, span_len=32, decode_tokens=8)
+    acc = flops.account(cfg, context_len=512, steps=4, span_len=32, decode_tokens=8, spans="full")
     shape = flops.Shape.from_config(cfg)
     assert shape.mlp_ratio == 1.5 * 128 / 64
-    assert acc.total == acc.prefill + acc.steps + acc.decode
-    assert acc.steps == 4 * flops.step_flops(shape, 32, 512)
+    assert acc.total == acc.prefill + acc.steps + acc.steps_discarded_kv + acc.decode
+    assert acc.steps == 4 * flops.step_flops(shape, 32, 512)  # App. C: every span against the whole context
+    assert acc.steps_discarded_kv == 4 * 2 * shape.layers * 32 * 64 * shape.kv_dim

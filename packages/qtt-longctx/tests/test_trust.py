@@ -99,6 +99,13 @@ def test_session_account_uses_its_spans(ids):
     assert acc["decode"] == flops.generation_flops(shape, 2, 48) + flops.generation_flops(shape, 3, 48)
     kv = model.config.num_key_value_heads * 16 * 47 * 4 * 2 * model.config.num_hidden_layers
     assert acc["memory"]["frozen_kv_bytes"] == kv
+    longest = max(t + k for t, k in sess.spans)
+    impl = model.config._attn_implementation
+    per_layer_kv = model.config.num_key_value_heads * 16 * longest * 4
+    want_transient = (
+        2 * per_layer_kv if impl == "sdpa" else max(2 * 4 * k * (t + k) * 4 for t, k in sess.spans)
+    )
+    assert acc["memory"]["step_attention_transient_bytes"] == want_transient
 
 
 # --- GQA: no repeated K/V, no K/V gradients ----------------------------------------------------------

@@ -252,12 +252,29 @@ class QTTSession:
         generation is charged from the context it started at (every generate() call decodes from the
         frozen cache again), and `memory` reports the frozen K/V bytes held."""
         acc = _flops.account(self.model.config, self.T, spans=self.spans, decode_tokens=self.generations)
-        kv = (
-            sum(t.numel() * t.element_size() for pair in self.cache.tensors() for t in pair)
-            if self.cache
-            else 0
-        )
-        return {**acc.to_dict(), "seconds": dict(self.times), "memory": {"frozen_kv_bytes": kv}}
+        return {**acc.to_dict(), "seconds": dict(self.times), "memory": self.memory_account()}
+
+    def memory_account(self) -> dict:
+        """Bytes the request holds (frozen K/V) and the largest per-step attention transient that remains
+        with the grouped span attention (`grouped.py`): eager keeps the span's attention probabilities
+        (H·k·(t+k) per layer) for the backward; SDPA's fused backward computes dK/dV of the un-repeated
+        window of one layer at a time and discards them. No per-step copy of the K/V window either way."""
+        if self.cache is None:
+            return {"frozen_kv_bytes": 0, "step_attention_transient_bytes": 0}
+        pairs = self.cache.tensors()
+        kv = sum(t.numel() * t.element_size() for pair in pairs for t in pair)
+        longest = max((t + k for t, k in self.spans), default=0)
+        cfg = self.model.config
+        k0 = pairs[0][0]
+        if cfg._attn_implementation == "sdpa":
+            # dK + dV of one layer's window [0, longest)
+            transient = 2 * k0.shape[0] * k0.shape[1] * longest * k0.shape[-1] * k0.element_size()
+        else:
+            heads = int(cfg.num_attention_heads)
+            transient = max(
+                (len(pairs) * heads * k * (t + k) * k0.element_size() for t, k in self.spans), default=0
+            )
+        return {"frozen_kv_bytes": kv, "step_attention_transient_bytes": transient}
 
     # --- restoration -----------------------------------------------------------------------------
     def close(self) -> None:
