@@ -300,3 +300,18 @@ def test_sandbox_cache_goes_through_get_or_build(tmp_path, monkeypatch):
     assert calls == ["qtt-sandbox", "qtt-sandbox"] and met1 == met2
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_cli_corrupt_model_folder_is_a_one_line_error(tmp_path, capsys):
+    from qtt_longctx.cli import main
+
+    data = tmp_path / "d.jsonl"
+    assert main(["make-sandbox", "--lengths", "4", "--per-length", "1", "--out", str(data)]) == 0
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{not json")
+    capsys.readouterr()
+    rc = main(["run", "--model", str(model_dir), "--data", str(data), "--schema", "sandbox"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "cannot load the model" in err[-1] and str(model_dir) in err[-1]
+    assert "Traceback" not in "\n".join(err)
