@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mast.annotate import load_annotations
 from mast.cli import build_parser, main
 
@@ -105,3 +107,15 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
     assert "Normalisation: **share**" in text and png.stat().st_size > 1000
     assert "Deterministic detectors vs judge" in text and "step_repetition" in text
     assert main(["detect", str(fixtures / "hyperagent.json")]) == 0
+
+
+@pytest.mark.slow
+def test_mypy_passes_on_the_package():
+    """Issue 20.6: `mypy -p mast` is clean under the repo's [tool.mypy] config."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    res = subprocess.run(
+        [sys.executable, "-m", "mypy", "-p", "mast"], cwd=root, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stdout[-3000:]

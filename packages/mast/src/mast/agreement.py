@@ -1,4 +1,4 @@
-"""Agreement statistics for binary multi-label annotation (notes §1.3, §3.2, §6.12).
+"""Agreement statistics for binary multi-label annotation (DESIGN.md §1.3, §3.2, §6.12).
 
 * `binary_metrics`: accuracy / precision / recall / F1 / Cohen's κ from a pooled 2x2 confusion matrix
   over (trace, mode) decisions -- the variant that reproduces the paper's Table 2 few-shot row.
@@ -184,7 +184,7 @@ def cohen_kappa(
     return float(1.0 - (w * cm).sum() / den)
 
 
-def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
+def fleiss_kappa(counts: Sequence[Sequence[int]] | np.ndarray) -> float:
     """Fleiss' κ from an items x categories count table (each row sums to the same number of raters)."""
     m = np.asarray(counts, dtype=float)
     if m.ndim != 2 or m.shape[0] == 0:

@@ -1,4 +1,4 @@
-"""The `Annotator`: sanitize -> budget -> render -> call -> parse -> cache -> record (notes §7.3).
+"""The `Annotator`: sanitize -> budget -> render -> call -> parse -> cache -> record (DESIGN.md §7.3).
 
 Every input trace ends as an `Annotation`: labelled, or with ``error`` set (labels all ``None``) --
 never dropped, never silently "no".
@@ -108,8 +108,8 @@ def _or(values: list[bool | None]) -> bool | None:
 class Annotator:
     """Annotate traces with the 14 MAST modes using any `Judge`.
 
-    Parameters mirror the design notes §7.3. ``few_shot=True`` refuses to run with a prompt pack that has
-    no examples (the silent zero-shot pitfall, §6.3). ``on_overflow`` is ``error|truncate|chunk``.
+    Parameters mirror the DESIGN.md §7.3. ``few_shot=True`` refuses to run with a prompt pack that has
+    no examples (the silent zero-shot pitfall, DESIGN.md pitfall 3). ``on_overflow`` is ``error|truncate|chunk``.
     ``structured_output='auto'`` uses the JSON layout's schema as ``response_format`` when the judge
     supports it.
     """
@@ -358,8 +358,8 @@ class Annotator:
                     )
                     break
         finally:
-            for t in tasks:
-                t.cancel()
+            for task in tasks:
+                task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if bar is not None:
                 bar.close()

@@ -1,4 +1,4 @@
-"""A re-implementation of the *official* first-match parser, for comparison only (notes §1.3).
+"""A re-implementation of the *official* first-match parser, for comparison only (DESIGN.md §1.3).
 
 Written from the description of ``parse_responses`` in the MAST notebook / agentdash ``_parse_response``:
 IGNORECASE|DOTALL first-match regexes, unescaped dots, no word boundaries, missing mode -> 0. Do not

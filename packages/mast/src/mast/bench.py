@@ -1,4 +1,4 @@
-"""`make bench` experiments for MAST (issue 10, deliverable 8; notes §3.4 E1-E4, §5.4).
+"""`make bench` experiments for MAST (issue 10, deliverable 8; DESIGN.md §3.4 E1-E4, §5.4).
 
 1. parse_accuracy      official-style first-match parser vs ours on synthetic judge outputs (E1)
 2. kappa_vs_prevalence κ per mode under a noisy simulated judge at MAD-1242 prevalences (E2)
@@ -21,6 +21,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def _fig(ncols=1):
 def parse_accuracy(ctx) -> None:
     n = ctx.pick(smoke=30, cpu=200, gpu=200)
     rng = random.Random(0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for style in RESPONSE_STYLES:
         cells = base_wrong = ours_wrong = ours_none = 0
         for _ in range(n):
@@ -103,7 +104,7 @@ def parse_accuracy(ctx) -> None:
         rows=rows,
         metrics={f"overall_{k}": v for k, v in tot.items()},
         params={"n_per_style": n},
-        claim="Notes §0.2/E1: the official first-match parser misreads label-echo outputs (2.5 'IgNOred', "
+        claim="DESIGN.md §0.2/E1: the official first-match parser misreads label-echo outputs (2.5 'IgNOred', "
         "3.2 'NO or Incorrect'), ~14% of cells when every label is yes, misfires on summaries with "
         "'etc.', and silently maps a missing mode to 'no'; a line-anchored last-block parser gets 0 wrong.",
         verdict=f"First-match was wrong on {echo['first_match_wrong_%']:.1f}% of cells for all-yes label echo "
@@ -120,10 +121,10 @@ def kappa_vs_prevalence(ctx) -> None:
     reps = ctx.pick(smoke=20, cpu=200, gpu=200)
     n_tr = 200
     rng = np.random.default_rng(0)
-    res = {f: {m: [] for m in IDS} for f in (0.05, 0.10)}
+    res: dict[float, dict[str, list[float]]] = {f: {m: [] for m in IDS} for f in (0.05, 0.10)}
     small_undefined = dict.fromkeys(IDS, 0)
-    pooled = {0.05: [], 0.10: []}
-    acc = {0.05: [], 0.10: []}
+    pooled: dict[float, list[float]] = {0.05: [], 0.10: []}
+    acc: dict[float, list[float]] = {0.05: [], 0.10: []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateKappaWarning)
         for _ in range(reps):
@@ -138,7 +139,7 @@ def kappa_vs_prevalence(ctx) -> None:
             for c, m in enumerate(IDS):
                 if math.isnan(pooled_metrics(h[:, c : c + 1], j[:, c : c + 1])["kappa"]):
                     small_undefined[m] += 1
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in IDS:
         k5 = [k for k in res[0.05][m] if not math.isnan(k)]
         k10 = [k for k in res[0.10][m] if not math.isnan(k)]
@@ -183,7 +184,7 @@ def kappa_vs_prevalence(ctx) -> None:
         rows=rows,
         metrics=met,
         params={"replicates": reps, "traces": n_tr},
-        claim="Notes E2 [PROTO]: with 5% i.i.d. flips at MAD-1242 prevalences, accuracy 0.95 and pooled κ≈0.84, "
+        claim="DESIGN.md E2 [PROTO]: with 5% i.i.d. flips at MAD-1242 prevalences, accuracy 0.95 and pooled κ≈0.84, "
         "but per-mode κ ≈0.89 for FM-2.6 (40%) vs ≈0.20 for FM-1.2 (0.8%); FM-1.2 κ undefined in ~19% of "
         "30-trace replicates; 10% flips -> pooled κ≈0.70. Explains Table 2's acc 0.94 with κ 0.77.",
         verdict=f"Measured: accuracy {met['accuracy_flip5']:.3f}, pooled κ {met['pooled_kappa_flip5']:.2f} (5% flips), "
@@ -207,6 +208,7 @@ def stub_process(*args: str):
         text=True,
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:
@@ -231,7 +233,7 @@ def stub_throughput(ctx) -> None:
     latency = ctx.pick(smoke=0.05, cpu=0.2, gpu=0.2)
     n = ctx.pick(smoke=32, cpu=64, gpu=128)
     traces = synthetic_traces(n, turns=4, chars_per_turn=300, seed=1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with stub_process("--style", "echo", "--latency", str(latency)) as (url, stats):
         for conc in (1, 4, 16, 64):
             with tempfile.TemporaryDirectory() as d:
@@ -293,7 +295,7 @@ def stub_throughput(ctx) -> None:
             "max_in_flight_ok": all(0 < r["max_in_flight"] <= r["concurrency"] for r in rows),
             "rerun_requests_total": sum(r["rerun_requests"] for r in rows),
         },
-        claim="Notes E4/§5.2: async bounded concurrency gives ≈ concurrency/latency req/s until client overhead "
+        claim="DESIGN.md E4/§5.2: async bounded concurrency gives ≈ concurrency/latency req/s until client overhead "
         "dominates; a cached re-run sends 0 requests (the official pipeline is one synchronous call per trace).",
         verdict=f"{r1['traces_per_s']:.1f} traces/s at concurrency 1 -> {r64['traces_per_s']:.1f} at 64 "
         f"({r64['traces_per_s'] / r1['traces_per_s']:.1f}x; efficiency vs ideal "
@@ -310,7 +312,7 @@ def layout_prefix_cache(ctx) -> None:
     n = ctx.pick(smoke=12, cpu=32, gpu=64)
     traces = synthetic_traces(n, turns=8, chars_per_turn=550, seed=2)  # ~1.1k tokens, the AG2 median
     prefill = ctx.pick(smoke=2e-6, cpu=1e-5, gpu=1e-5)
-    rows = []
+    rows: list[dict[str, Any]] = []
     from .prompts import PromptPack
 
     packs = (
@@ -364,7 +366,7 @@ def layout_prefix_cache(ctx) -> None:
             "fewshot_cached_tokens_paper": paper["cached_tokens_per_req"],
             "fewshot_cached_tokens_cache_friendly": cf["cached_tokens_per_req"],
         },
-        claim="Notes §5.2.1/E4: the official layout splices the trace before ~20k tokens of definitions+examples, "
+        claim="DESIGN.md §5.2.1/E4: the official layout splices the trace before ~20k tokens of definitions+examples, "
         "so only ~0.6k tokens are a shareable prefix; putting the static rubric first (system message) "
         "makes ~21k tokens reusable and removes ~95% of prefill for AG2-length traces.",
         verdict=f"With an official-size few-shot pack (filler text of the same length), the paper layout reused "
@@ -381,7 +383,7 @@ def layout_prefix_cache(ctx) -> None:
 def chunk_inflation(ctx) -> None:
     n = ctx.pick(smoke=100, cpu=400, gpu=400)
     p = 0.05
-    rows = []
+    rows: list[dict[str, Any]] = []
     from .prompts import render
 
     static = sum(len(m["content"]) for m in render("", "cache_friendly").messages) // 4 + 1
@@ -417,7 +419,7 @@ def chunk_inflation(ctx) -> None:
         "chunk_inflation",
         rows=rows,
         params={"traces": n, "p": p},
-        claim="Notes E3: OR-aggregating k chunks with per-call false-positive rate p inflates prevalence by "
+        claim="DESIGN.md E3: OR-aggregating k chunks with per-call false-positive rate p inflates prevalence by "
         "1-(1-p)^k (+9.8 pp at k=2, +18.5 pp at k=4 for p=0.05).",
         verdict="Measured prevalence "
         + ", ".join(

@@ -1,6 +1,6 @@
 """Token budgeting of the trace: estimate, then error / head+tail truncate / chunk -- never silently.
 
-Tokenizers are offline-safe: the default estimator is ceil(chars / 4) (notes §6.7: ``tiktoken`` would
+Tokenizers are offline-safe: the default estimator is ceil(chars / 4) (DESIGN.md §6.7: ``tiktoken`` would
 download BPE files); pass any ``count(text) -> int`` (e.g. a local HF tokenizer) for exact counts.
 """
 
@@ -62,9 +62,9 @@ def fit_trace(
 
     * ``error``: raise `TraceTooLongError`;
     * ``truncate``: keep head and tail (specification modes live at the start, termination and
-      verification at the end, notes §5.3) around a visible ``[... N tokens omitted by mast ...]`` marker;
+      verification at the end, DESIGN.md §5.3) around a visible ``[... N tokens omitted by mast ...]`` marker;
     * ``chunk``: overlapping windows, each judged separately and OR-aggregated (inflates prevalence by
-      1-(1-p)^k for a per-call false-positive rate p, notes §3.4 E3).
+      1-(1-p)^k for a per-call false-positive rate p, DESIGN.md §3.4 E3).
     """
     if on_overflow not in ON_OVERFLOW:
         raise ValueError(f"on_overflow must be one of {ON_OVERFLOW}, got {on_overflow!r}")

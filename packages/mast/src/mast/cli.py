@@ -109,14 +109,15 @@ def cmd_validate(a) -> int:
     traces = _load(a.path, fmt)
     empty = [t.trace_id for t in traces if not t.text().strip()]
     toks = sorted(char_estimate(t.text()) for t in traces)
-    leaks, secrets = {}, 0
+    leaks: dict[str, int] = {}
+    secrets = 0
     for t in traces:
         _, rep = sanitize_trace(t)
         for k in rep.leak_fields_removed + t.metadata.get("removed_fields", []):
             leaks[k] = leaks.get(k, 0) + 1
         leaks["<text pairs>"] = leaks.get("<text pairs>", 0) + rep.leak_pairs_redacted
         secrets += rep.secrets_redacted
-    det = {}
+    det: dict[str, int] = {}
     for t in traces:
         for f in detect(t):
             det[f.detector] = det.get(f.detector, 0) + f.present

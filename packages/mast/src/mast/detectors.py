@@ -110,7 +110,7 @@ def detect(trace: Trace) -> list[Finding]:
 def cross_check(traces: Sequence[Trace], annotations: Sequence) -> list[dict]:
     """Per detector mode: how often detector and judge agree, and the disagreeing trace IDs."""
     by_id = {a.trace_id: a for a in annotations}
-    rows = {}
+    rows: dict[str, dict] = {}
     for t in traces:
         a = by_id.get(t.trace_id)
         if a is None or a.error:

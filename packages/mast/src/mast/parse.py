@@ -1,6 +1,6 @@
 """Robust parsing of judge outputs: JSON first, then a line-anchored, last-block-wins text parser.
 
-Design (notes §0.2, §3.3, §6.2): the official parser is a chain of first-match, IGNORECASE|DOTALL
+Design (DESIGN.md §0.2, §3.3, §6.2): the official parser is a chain of first-match, IGNORECASE|DOTALL
 regexes without word boundaries, so "Ig*no*red Other Agent's Input: yes" and "*No* or Incorrect
 Verification: yes" read as "no", a summary with "etc." steals answers and a missing mode silently
 becomes 0. Here:
@@ -85,7 +85,8 @@ def _strip_name(rest: str, names: list[str]) -> tuple[str, bool]:
     words = re.findall(r"[A-Za-z0-9]+|[^A-Za-z0-9]+", rest)
     for name in names:
         target = [w for w in _norm(name).split() if w not in _CONNECTORS]
-        got, i = [], 0
+        got: list[str] = []
+        i = 0
         while i < len(words) and len(got) < len(target):
             w = words[i]
             if re.match(r"[A-Za-z0-9]", w) and w.lower() not in _CONNECTORS:

@@ -1,4 +1,4 @@
-"""Prompt packs and the two prompt layouts (notes §1.3, §5.2.1, §6.3, §6.5).
+"""Prompt packs and the two prompt layouts (DESIGN.md §1.3, §5.2.1, §6.3, §6.5).
 
 * ``cache_friendly`` (default): the static rubric (instructions, definitions, examples, answer spec) is
   the *system* message, byte-identical for every trace, so a server's prefix cache (vLLM automatic
@@ -59,7 +59,7 @@ class PromptPack:
     def from_dir(cls, path, expected_sha256: dict[str, str] | None = None) -> PromptPack:
         """Load ``definitions.txt`` (+ ``examples.txt``) e.g. from the authors' long-form pack.
 
-        Missing files raise -- a silent fall-back to zero-shot is the failure the notes found (§0.3, §6.3).
+        Missing files raise -- a silent fall-back to zero-shot is the failure DESIGN.md describes (§0.3, §6.3).
         """
         p = Path(path)
         d, e = p / "definitions.txt", p / "examples.txt"

@@ -1,4 +1,4 @@
-"""Failure distributions with the normalisation named (notes §0.5, §6.9), co-occurrence, md/CSV/PNG.
+"""Failure distributions with the normalisation named (DESIGN.md §0.5, §6.9), co-occurrence, md/CSV/PNG.
 
 * ``share``: a mode's flags as a percentage of *all* flags in the group (what the paper's per-mode
   percentages are: they sum to ~100 over the 14 modes);
@@ -84,7 +84,7 @@ def cooccurrence(annotations: Sequence, taxonomy: TaxonomyVersion = MAST_V3) -> 
 
     ok = [a for a in annotations if not _get(a, "error")]
     x = np.array([[1.0 if _get(a, "labels").get(m) is True else 0.0 for m in taxonomy.ids] for a in ok])
-    rows = []
+    rows: list[dict] = []
     if len(ok) < 2:
         return rows
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,4 +1,4 @@
-"""Synthetic judge responses, traces and label matrices for the benchmarks (notes §3.4 E1-E3)."""
+"""Synthetic judge responses, traces and label matrices for the benchmarks (DESIGN.md §3.4 E1-E3)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .traces.schema import Trace, Turn
 
 IDS = MAST_V3.ids
 
-# Per-trace prevalence on MAD-1242 (notes §3.1, third-party counts / 1,242). FM-2.5 is 0 there (likely the
+# Per-trace prevalence on MAD-1242 (DESIGN.md §3.1, third-party counts / 1,242). FM-2.5 is 0 there (likely the
 # parser bug); we use the paper's 1.9% share x 2.47 flags/trace = 4.7% instead.
 MAD1242_PREVALENCE = {
     "1.1": 0.295,

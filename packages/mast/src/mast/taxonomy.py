@@ -2,7 +2,7 @@
 
 Join annotations on mode *IDs*, never on names: the names and even the meaning of 3.2/3.3 drift
 between the paper (v3, Appendix A), the authors' judge prompt and their ``definitions.txt``
-(design notes §0.1, §6.1). Definitions here are written in this package's own words.
+(DESIGN.md §0.1, §6.1). Definitions here are written in this package's own words.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ ALIASES["prompt"] |= {
 }
 
 # The judge prompt prints 3.2 "No or Incorrect Verification" / 3.3 "Weak Verification"; definitions.txt
-# prints the opposite pairing. Which label a name means therefore depends on its source (notes §0.1).
+# prints the opposite pairing. Which label a name means therefore depends on its source (DESIGN.md §0.1).
 SWAPPED_SOURCES = {"definitions.txt"}
 
 

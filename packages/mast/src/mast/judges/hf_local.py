@@ -33,7 +33,9 @@ class HFLocalJudge:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        # transformers types PreTrainedModel.to through a decorator mypy reads as taking the model itself
+        model = model.to(device).eval()  # type: ignore[arg-type]
         return cls(model, tok, name=f"hf:{path}", **kw)
 
     def _generate(self, messages, params: JudgeParams) -> Completion:

@@ -1,7 +1,7 @@
 """A judge speaking the OpenAI-compatible ``/v1/chat/completions`` HTTP API (vLLM, OpenAI, the stub).
 
 No SDK dependency: plain ``httpx``. Retries 429 / 5xx / timeouts / connection errors with exponential
-backoff and jitter, honouring ``Retry-After`` (notes §5.2.2). Concurrency is bounded by the caller
+backoff and jitter, honouring ``Retry-After`` (DESIGN.md §5.2.2). Concurrency is bounded by the caller
 (`Annotator`) and by ``max_connections`` here.
 """
 
@@ -69,7 +69,7 @@ class OpenAICompatibleJudge:
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._client: httpx.AsyncClient | None = None
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.n_requests = 0  # HTTP requests actually sent (including retries)
         self.n_retries = 0
 

@@ -332,7 +332,9 @@ class StubServer:
             raise ValueError(f"the stub server binds to loopback only, not {host!r}")
         self.behaviour = behaviour or StubBehaviour()
         self.httpd = _StubHTTPServer((host, port), self.behaviour, model, max_requests)
-        self.host, self.port = self.httpd.server_address[:2]
+        host_, port_ = self.httpd.server_address[:2]
+        self.host: str = host_.decode() if isinstance(host_, bytes) else str(host_)
+        self.port: int = int(port_)
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,8 +1,8 @@
-"""Loaders from the raw formats of the MAS in MAST-Data (notes §1.4) and from standard span exports.
+"""Loaders from the raw formats of the MAS in MAST-Data (DESIGN.md §1.4) and from standard span exports.
 
 Every loader returns ``list[Trace]``. Gold answers / human notes are *never* put into ``Trace.task``,
 ``turns`` or ``raw`` (AG2 ``other_data``, HyperAgent ``note``, Magentic ``expected_answer.txt``); they
-are dropped at load time (notes §6.4), except reference labels which go to ``Trace.labels`` (never
+are dropped at load time (DESIGN.md §6.4), except reference labels which go to ``Trace.labels`` (never
 rendered into a prompt).
 """
 

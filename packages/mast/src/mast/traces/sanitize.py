@@ -1,7 +1,7 @@
 """Treat traces as untrusted input: strip label/gold-answer fields, redact secrets, collapse noise.
 
 The official pipeline kept AG2's ``other_data`` (gold answer and ``correct``) in the judged text and
-dropped only ``note`` (design notes §0.6, §6.4); here leak fields are removed by default, recursively,
+dropped only ``note`` (DESIGN.md §0.6, §6.4); here leak fields are removed by default, recursively,
 with an explicit ``keep_fields`` escape hatch.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from .schema import Trace, Turn
 
-# Keys whose values reveal the reference answer, the outcome or a human label (notes §6.4).
+# Keys whose values reveal the reference answer, the outcome or a human label (DESIGN.md §6.4).
 LEAK_FIELDS = frozenset(
     {
         "other_data",
@@ -70,7 +70,7 @@ _LEAK_TEXT_RE = re.compile(
     re.IGNORECASE,
 )
 
-# Secret patterns (notes §6.14): API keys, bearer tokens, passwords/tokens in key=value or JSON form.
+# Secret patterns (DESIGN.md §6.14): API keys, bearer tokens, passwords/tokens in key=value or JSON form.
 _SECRET_RES = [
     re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"),
     re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
@@ -148,7 +148,7 @@ def redact_secrets(text: str) -> tuple[str, int]:
 def collapse_noise(text: str) -> tuple[str, int]:
     """Drop environment-noise lines and collapse runs of identical lines to ``[previous line repeated N×]``.
 
-    Repeats are kept visible (count preserved) because they are FM-1.3 evidence (notes §5.3).
+    Repeats are kept visible (count preserved) because they are FM-1.3 evidence (DESIGN.md §5.3).
     """
     out: list[str] = []
     dropped = 0
