@@ -77,3 +77,35 @@ def test_triton_backend_cache_matches_torch_backend(tiny):
                 outs[backend] = model(input_ids=ids[:, :1], past_key_values=cache, use_cache=True).logits
             assert cache.layers[0].backend.name == backend
     torch.testing.assert_close(outs["triton"], outs["torch"], atol=1e-4, rtol=1e-4)
+
+
+def test_kv_weight_concatenated_once_and_refreshed_on_change(tiny, monkeypatch):
+    """Issue 22.4: no [W_k | W_v] concatenation per decode step; a changed weight is picked up."""
+    from xquant import XQuantCache, XQuantConfig
+
+    model = tiny("qwen2", num_hidden_layers=1)
+    cfg = XQuantConfig(bits=4, group_size=32, residual_length=0, backend="triton")
+    ids = torch.randint(0, 256, (1, 6), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad(), XQuantCache.from_model(model, cfg) as cache:
+        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        spec = cache.layers[0].spec
+        w0, b0 = spec.kv_weight()
+        weight_cats = []
+        real_cat = torch.cat
+        kw_ = spec.k_proj.weight
+
+        def spy(ts, *a, **k):
+            weight_cats.extend(1 for t in ts if t is kw_)
+            return real_cat(ts, *a, **k)
+
+        monkeypatch.setattr(torch, "cat", spy)
+        for t in range(2):
+            model(input_ids=ids[:, t : t + 1], past_key_values=cache, use_cache=True)
+        monkeypatch.undo()
+        assert weight_cats == []  # decode steps never concatenate the weights
+        assert spec.kv_weight()[0] is w0
+        assert torch.equal(w0, real_cat([spec.k_proj.weight, spec.v_proj.weight], 0).T)
+        assert torch.equal(b0, real_cat([spec.k_proj.bias, spec.v_proj.bias]))
+        model.model.layers[0].self_attn.v_proj.weight.mul_(2.0)
+        w1, _ = spec.kv_weight()
+        assert w1 is not w0 and torch.equal(w1[:, spec.kv_dim :], spec.v_proj.weight.T)

@@ -7,7 +7,7 @@ K = X̂ W_k (+ b_k) -> k_norm (Qwen3) -> RoPE *last*, V = X̂ W_v (+ b_v) (notes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,20 @@ class AttnSpec:
     num_heads: int
     num_kv_heads: int
     hidden_size: int
+    _wkv: tuple | None = field(default=None, repr=False, compare=False)
+
+    def kv_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[W_k | W_v] as one [d, 2 d_kv] matrix (+ the concatenated bias), built once and reused
+        until a weight changes in place (issue 22.4: no weight concatenation per decode step)."""
+        k, v = self.k_proj.weight, self.v_proj.weight
+        stamp = (k.data_ptr(), k._version, v.data_ptr(), v._version, k.dtype, k.device)
+        if self._wkv is None or self._wkv[0] != stamp:
+            w = torch.cat([k.detach(), v.detach()], 0).T
+            bias = None
+            if self.k_proj.bias is not None:
+                bias = torch.cat([self.k_proj.bias.detach(), self.v_proj.bias.detach()])
+            self._wkv = (stamp, w, bias)
+        return self._wkv[1], self._wkv[2]
 
     @property
     def kv_dim(self) -> int:

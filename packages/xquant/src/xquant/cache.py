@@ -18,7 +18,7 @@ from .base import HookedCache, HookedLayer, SharedState
 from .config import XQuantConfig
 from .kernels import get_backend
 from .store import TokenStore, storage_nbytes
-from .svd import latent_factors
+from .svd import cached_factors
 
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
@@ -32,7 +32,16 @@ def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
 class XQuantLayer(HookedLayer):
     """One decoder layer's XQuant storage (see module doc for the roles)."""
 
-    def __init__(self, spec, state: SharedState, config: XQuantConfig, role: str, bits: int, latent: bool):
+    def __init__(
+        self,
+        spec,
+        state: SharedState,
+        config: XQuantConfig,
+        role: str,
+        bits: int,
+        latent: bool,
+        svd_path=None,
+    ):
         super().__init__(spec, state)
         self.config, self.role, self.bits, self.latent = config, role, bits, latent
         g, r = config.group_size, config.residual_length
@@ -42,15 +51,16 @@ class XQuantLayer(HookedLayer):
         if role == "x":
             self.xs = TokenStore(bits, g, "token", r, qfn)
         elif role == "latent":
-            self.lk = latent_factors(spec.k_proj.weight.T, dtype)
-            self.lv = latent_factors(spec.v_proj.weight.T, dtype)
+            kp, vp = spec.k_proj, spec.v_proj
+            self.lk = cached_factors(kp, [kp.weight], dtype, keep_m=True, svd_path=svd_path)
+            self.lv = cached_factors(kp, [vp.weight], dtype, keep_m=True, svd_path=svd_path)
             self.ks = TokenStore(bits, g, "channel", r, qfn)
             self.vs = TokenStore(bits, g, "token", r, qfn)
         elif role in ("cl_base", "cl_delta"):
             self.lkv = None
             if latent:  # GQA-CL: shared subspace of [W_k | W_v] (§3.3.2)
-                w_kv = torch.cat([spec.k_proj.weight, spec.v_proj.weight], 0).T
-                self.lkv = latent_factors(w_kv, dtype)
+                ws = [spec.k_proj.weight, spec.v_proj.weight]  # CL uses U_kv only: M is not kept
+                self.lkv = cached_factors(spec.k_proj, ws, dtype, keep_m=False, svd_path=svd_path)
             self.xs = TokenStore(bits, g, "token", r, qfn)
         else:
             raise ValueError(f"unknown layer role {role!r}")
@@ -138,8 +148,14 @@ class XQuantCache(HookedCache):
     """
 
     @classmethod
-    def from_model(cls, model, config: XQuantConfig | None = None, simulate: bool = False) -> XQuantCache:
+    def from_model(
+        cls, model, config: XQuantConfig | None = None, simulate: bool = False, svd_path=None
+    ) -> XQuantCache:
         """Build the cache for `model` and attach its capture hooks.
+
+        GQA SVD factors are computed once per model weights and shared by every cache of the model
+        in this process; `svd_path` (a folder, or True for the shared paperworks cache) also keeps
+        them on disk across processes (see `xquant.svd`).
 
         simulate=True makes it a teacher-forced fake-quantization cache for one forward pass: every
         token's K/V (not only past ones) comes from the quantized store (the paper's PPL protocol).
@@ -162,7 +178,7 @@ class XQuantCache(HookedCache):
             else:
                 role = "latent" if latent else "x"
             _check_groups(spec, role, latent, config, bits)
-            layer = XQuantLayer(spec, state, config, role, bits, latent)
+            layer = XQuantLayer(spec, state, config, role, bits, latent, svd_path=svd_path)
             layer.backend.check_layer(layer)  # kernel constraints on this device, before any work
             layers.append(layer)
         cache = cls(model, config, layers, state)

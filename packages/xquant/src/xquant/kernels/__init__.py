@@ -91,10 +91,7 @@ class TritonBackend(TorchBackend):
 
         if store.q is None:
             return TorchBackend.remat_x(store, spec, dtype)
-        w_kv = torch.cat([spec.k_proj.weight, spec.v_proj.weight], 0).T  # [d, 2 d_kv]: one GEMM, W read once
-        bias = None
-        if spec.k_proj.bias is not None:
-            bias = torch.cat([spec.k_proj.bias, spec.v_proj.bias])
+        w_kv, bias = spec.kv_weight()  # [d, 2 d_kv]: one GEMM, W read once; concatenated once per model
         kv = dequant_matmul(store.q, w_kv, bias=bias, out_dtype=dtype)
         if store.window is not None:
             kv = torch.cat([kv, torch.nn.functional.linear(store.window, w_kv.T, bias)], -2)
