@@ -138,3 +138,32 @@ def test_group_conventions_by_hand():
     for mode, want in (("categorical", cat), ("auto", cat), ("v1", v1), ("v2", v2)):
         got = float(icbm.Influence(group_mode=mode).scores(state)[0, 0])
         assert got == pytest.approx(want, abs=1e-6), mode
+
+
+def _kl2(p, q):
+    return sum(a * math.log(a / b) for a, b in zip(p, q) if a > 0)
+
+
+@pytest.mark.parametrize("metric", ["kl", "sym_kl"])
+def test_kl_influence_metrics_match_hand_computation(metric):
+    """KL(pi^v || pi) and its symmetric version, weighted by p_hat / 1 - p_hat (mutation survivor)."""
+    _, state = two_concept_model()
+    now = [pi0(*P), 1 - pi0(*P)]
+    expected = []
+    for j in range(2):
+        total = 0.0
+        for v, w in ((1.0, P[j]), (0.0, 1 - P[j])):
+            c = list(P)
+            c[j] = v
+            after = [pi0(*c), 1 - pi0(*c)]
+            d = _kl2(after, now) + (_kl2(now, after) if metric == "sym_kl" else 0.0)
+            total += w * abs(d)
+        expected.append(total)
+    got = icbm.Influence(metric=metric).scores(state)[0].tolist()
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_coop_defaults_are_the_documented_ones():
+    """README / notes: alpha = 1, beta = 10, gamma = 0 (a changed default would change every CLI run)."""
+    p = icbm.CooP()
+    assert (p.alpha, p.beta, p.gamma) == (1.0, 10.0, 0.0)
