@@ -67,7 +67,10 @@ def test_implicit_meta_grad_with_zero_hessian_and_many_steps():
     torch.testing.assert_close(x, g / 2.0)
 
 
-@pytest.mark.parametrize("mode", ["faithful", "exact"])
+@pytest.mark.parametrize(
+    "mode",
+    ["faithful", pytest.param("exact", marks=pytest.mark.slow)],  # exact: 100 HVPs per task
+)
 def test_imaml_trainer_with_many_cg_steps_gives_finite_meta_gradients(mode, make_dock, make_task):
     dock = make_dock(dtype=torch.float32)
     task = make_task(dtype=torch.float32)
@@ -84,6 +87,7 @@ def test_imaml_trainer_with_many_cg_steps_gives_finite_meta_gradients(mode, make
         assert rec["cg_residual"] <= 100 * torch.finfo(torch.float32).eps
 
 
+@pytest.mark.slow  # up to 50 HVPs
 def test_exact_mode_runs_cg_to_tolerance_by_default(make_dock, make_task):
     dock, task = make_dock(), make_task()  # float64
     tr = md.IMAMLTrainer(dock, inner_lr=0.1, inner_steps=2, mode="exact")
