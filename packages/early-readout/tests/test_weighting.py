@@ -60,3 +60,12 @@ def test_margin_multiclass_and_pred_minus_true():
         margin(p, kind="pred_minus_true")
     with pytest.raises(ValueError, match="unknown margin"):
         margin(p, kind="top3")
+
+
+def test_formula_default_constants_are_the_cub_values():
+    """Mutation-pass survivor: the functions' own defaults (used by direct callers) must be the notes'
+    CUB constants, (0.05, 4) for exp_pow and (4, 5) for affine_exp, like get_weight_fn's."""
+    m = torch.tensor([0.01, 0.3, 0.9])
+    assert torch.equal(exp_pow_weights(m), exp_pow_weights(m, 0.05, 4.0))
+    assert torch.equal(affine_exp_weights(m), affine_exp_weights(m, 4.0, 5.0))
+    assert torch.equal(get_weight_fn("exp_pow")(m), exp_pow_weights(m, 0.05, 4.0))
