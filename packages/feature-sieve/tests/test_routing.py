@@ -73,6 +73,7 @@ def test_default_optimizers_follow_the_official_code():
     mg = s.opt.param_groups[0]
     assert (mg["lr"], mg["momentum"], mg["weight_decay"]) == (1e-3, 0.9, 1e-4)
     assert s.aux.kind == "conv" and s.aux.depth == 2 and s.aux.width == 256  # official head
+    assert s.forget_every == 5  # official forget_after_iters
     assert {id(p) for p in s.aux_params}.isdisjoint({id(p) for p in s.main_params})
 
 
