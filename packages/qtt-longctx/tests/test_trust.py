@@ -315,3 +315,14 @@ def test_cli_corrupt_model_folder_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "cannot load the model" in err[-1] and str(model_dir) in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_id_equal_to_vocab_size_is_rejected():
+    """Boundary left open by a surviving mutant (>= vocab -> > vocab)."""
+    model = tiny_causal_lm("llama")
+    vocab = model.config.vocab_size
+    with pytest.raises(ValueError, match="vocabulary"):
+        with adapt(model, torch.full((1, 10), vocab)):
+            pass
+    with adapt(model, torch.full((1, 10), vocab - 1), QTTConfig(steps=0)):
+        pass
