@@ -71,7 +71,10 @@ def test_paper_plus_identity_witness_is_linear():
 def test_cpm3_labels_by_hand_and_order_sensitivity():
     x = torch.tensor([[0, 1, 3]])
     # i=0: pairs (j1,j2) with (0 + 17·x_j1 + x_j2) % 7 == 0. 17 ≡ 3: 3a+b ≡ 0 -> (0,0) only ... count by hand
-    exp = [sum((xi + 17 * a + b) % 7 == 0 for a in (0, 1, 3) for b in (0, 1, 3)) for xi in (0, 1, 3)]
-    assert cpm3_labels(x).tolist() == [exp]
+    # 17 ≡ 3 (mod 7), so count pairs (a, b) of sequence values with x_i + 3a + b ≡ 0 (mod 7), by hand:
+    # x_i=0: (0,0) -> 1;  x_i=1: (1,3) -> 1;  x_i=3: (1,1) -> 1
+    assert cpm3_labels(x).tolist() == [[1, 1, 1]]
+    # repeated values count once per position pair: x=[0,0,1]: x_i=0 -> the four (0,0) position pairs; x_i=1 -> none
+    assert cpm3_labels(torch.tensor([[0, 0, 1]])).tolist() == [[4, 4, 0]]
     with pytest.raises(ValueError, match="symmetric"):
         cpm3_labels(x, M=5, G=11)
