@@ -6,9 +6,9 @@ A mutant the tests do not kill "survives"; the report lists each survivor with i
 person can either add a test or explain why the mutant is harmless (an equivalent mutant).
 
     python benchmarks/mutation.py packages/iha-attn/src/iha_attn/functional.py \
-        --tests packages/iha-attn/tests/test_functional.py --max 40 --out /tmp/iha-mutants.json
+        --tests packages/iha-attn/tests/test_functional.py --max 40 --out benchmarks/mutation-results/iha.json
 
-The module is always restored (also on Ctrl-C); the stale bytecode of the module is removed before each
+The module is always restored (also on Ctrl-C and SIGTERM); the stale bytecode of the module is removed before each
 run so that the mutated source is what the tests import.
 """
 
@@ -20,6 +20,7 @@ import copy
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -192,6 +193,11 @@ def main(argv=None) -> int:
     timeout = a.timeout or 5 * base_t + 30
     print(f"{module}: {len(all_sites)} mutation sites, testing {len(chosen)}; baseline {base_t:.1f}s")
     results = []
+
+    def _terminate(signum, frame):  # restore the module on SIGTERM too (the finally below runs)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         for k, (idx, desc) in enumerate(chosen, 1):
             line, code = _line_of(tree, idx)
