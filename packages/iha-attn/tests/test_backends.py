@@ -103,3 +103,27 @@ def test_module_triton_backend_decodes_like_sdpa():
         y, cache = b(x[:, :3], use_cache=True)
         y2, _ = b(x[:, 3:], past_key_value=cache, use_cache=True)  # the decode kernel path
     torch.testing.assert_close(torch.cat([y, y2], 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_per_head_token_mask_agrees_across_backends():
+    """A token mask that differs per head reaches every backend (a surviving mutant: Flex used head 0's mask)."""
+    q, k, v, aq, ak, av, R, _ = _inputs(seed=3, Hkv=2, H=2, N=6)
+    g = torch.Generator().manual_seed(7)
+    tm = torch.rand(1, 2, 6, 6, generator=g) > 0.4
+    tm |= torch.eye(6, dtype=torch.bool)  # every query keeps itself
+    assert not torch.equal(tm[0, 0], tm[0, 1])
+    ref = iha_attention(q, k, v, aq, ak, av, R, mask_mode="none", token_mask=tm, backend="eager")
+    head0 = iha_attention(q, k, v, aq, ak, av, R, mask_mode="none", token_mask=tm[:, :1], backend="eager")
+    assert not torch.allclose(ref, head0, atol=1e-4)  # the per-head mask matters for this input
+    with torch.no_grad():
+        for backend in ("sdpa", "flex"):
+            out = iha_attention(q, k, v, aq, ak, av, R, mask_mode="none", token_mask=tm, backend=backend)
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5, msg=backend)
+
+
+def test_default_dropout_is_off_in_training_mode():
+    q, k, v, aq, ak, av, R, _ = _inputs(seed=4)
+    torch.manual_seed(0)
+    train = iha_attention(q, k, v, aq, ak, av, R, backend="sdpa", training=True)
+    ref = iha_attention(q, k, v, aq, ak, av, R, backend="sdpa")
+    torch.testing.assert_close(train, ref, atol=0, rtol=0)
