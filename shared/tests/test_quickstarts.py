@@ -20,17 +20,33 @@ READMES = [
     *sorted((ROOT / "packages").glob("*/README.md")),
 ]
 SKIP_MARK = "# not-a-quickstart"
+# Blocks not yet made self-contained (issue 20.3 is open for them): README name and block index.
+# Each is skipped with that reason, so the list shrinks visibly as they are fixed.
+PENDING = {
+    "early-readout": {0},
+    "feature-sieve": {0},
+    "iha-attn": {1},
+    "metadock": {0},
+    "qtt-longctx": {0},
+    "tracker-prune": {1},
+    "xquant": {0},
+}
 
 
 def _blocks():
     for readme in READMES:
         text = readme.read_text()
-        for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
+        for k, m in enumerate(re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M)):
             code = m.group(1)
             if code.lstrip().startswith(SKIP_MARK):
                 continue
-            line = text[: m.start()].count("\n") + 1
-            yield pytest.param(code, id=f"{readme.parent.name}-L{line}")
+            name = readme.parent.name
+            marks = []
+            if k in PENDING.get(name, ()):
+                marks.append(
+                    pytest.mark.skip(reason="issue 20.3: this README block is not self-contained yet")
+                )
+            yield pytest.param(code, id=f"{name}-{k}", marks=marks)
 
 
 @pytest.mark.slow
@@ -39,6 +55,6 @@ def test_readme_block_runs_verbatim(code, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
     env.pop("PYTHONPATH", None)
     res = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
     )
     assert res.returncode == 0, f"--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-5000:]}"
