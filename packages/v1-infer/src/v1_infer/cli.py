@@ -35,18 +35,12 @@ from paperworks_shared.cli import (
     run_cli,
 )
 
+from .baselines import (
+    METHODS,  # the one list of selection methods (running v1_infer.cli imports the package anyway)
+)
+
 PROG = "v1-infer"
 EXIT_INCOMPLETE = 3  # some problems failed or the run stopped: the output holds what finished
-METHODS = (
-    "v1",
-    "random_pairing",
-    "bradley_terry",
-    "knockout",
-    "round_robin",
-    "pointwise",
-    "majority",
-    "random_pick",
-)
 
 
 # ------------------------------------------------------------------------------------------------
