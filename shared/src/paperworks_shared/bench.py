@@ -5,8 +5,9 @@ A package registers one function in the entry-point group ``paperworks.benchmark
     [project.entry-points."paperworks.benchmarks"]
     xquant = "xquant.bench:run"
 
-and that function takes a `BenchContext`. It runs its experiments at ``ctx.scale`` ("smoke", "cpu"
-or "gpu") and calls ``ctx.record(...)`` once per experiment, which writes
+and that function takes a `BenchContext`. It runs its experiments at ``ctx.scale`` ("smoke": seconds;
+"cpu": every package together within 30 minutes on 2 cores; "full": at most 45 minutes per package on
+2 cores, carrying the powered comparisons; "gpu") and calls ``ctx.record(...)`` once per experiment, which writes
 ``<results>/<package>/<experiment>.json`` (+ ``.png`` when given a figure). `write_report` turns all
 records into REPORT.md: one section per package with the paper's claim, our table, the plots and
 the verdict. One failing benchmark is reported and the others still run.
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from .files import atomic_path, atomic_write_text
+from .stats import check_headline
 
-SCALES = ("smoke", "cpu", "gpu")
+SCALES = ("smoke", "cpu", "full", "gpu")
 GROUP = "paperworks.benchmarks"
 
 
@@ -120,6 +122,10 @@ class Record:
     time: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
+    #: headline comparisons from `stats.compare` (per-seed values, interval, verdict word)
+    headlines: list[dict[str, Any]] = field(default_factory=list)
+    #: per arm, `stats.convergence` of its best steps: flags arms stopped while still improving
+    convergence: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: what had to be changed to make the record valid JSON (e.g. "rows[2].acc was nan"): shown in REPORT.md
     warnings: list[str] = field(default_factory=list)
 
@@ -211,9 +217,12 @@ class BenchContext:
     def smoke(self) -> bool:
         return self.scale == "smoke"
 
-    def pick(self, smoke: Any, cpu: Any, gpu: Any | None = None) -> Any:
-        """A value by scale: ``ctx.pick(smoke=2, cpu=5, gpu=20)`` (gpu defaults to the cpu value)."""
-        return {"smoke": smoke, "cpu": cpu, "gpu": cpu if gpu is None else gpu}[self.scale]
+    def pick(self, smoke: Any, cpu: Any, gpu: Any | None = None, full: Any | None = None) -> Any:
+        """A value by scale: ``ctx.pick(smoke=2, cpu=5, full=12, gpu=20)``.
+
+        `full` defaults to the cpu value and `gpu` to the full value."""
+        full = cpu if full is None else full
+        return {"smoke": smoke, "cpu": cpu, "full": full, "gpu": full if gpu is None else gpu}[self.scale]
 
     def device(self):
         from .repro import pick_device
@@ -231,6 +240,8 @@ class BenchContext:
         verdict: str = "",
         columns: Sequence[str] | None = None,
         figure=None,
+        headlines: Sequence[dict[str, Any]] = (),
+        convergence: dict[str, dict[str, Any]] | None = None,
     ) -> Record:
         """Write ``<experiment>.json`` (and ``<experiment>.png`` from a matplotlib figure) and return the record."""
         if not experiment.replace("-", "").replace("_", "").isalnum():
@@ -246,7 +257,13 @@ class BenchContext:
             verdict=verdict,
             columns=list(columns) if columns else None,
             seconds=round(time.time() - self._t0, 2),
+            headlines=[dict(h) for h in headlines],
+            convergence=dict(convergence or {}),
         )
+        for h in rec.headlines:  # a headline must be what stats.compare computed, not a hand-written verdict
+            bad = check_headline(h)
+            if bad:
+                raise ValueError(f"{experiment}: headline {h.get('comparison')!r}: {bad}")
         if figure is not None:
             rec.plot = f"{experiment}.png"
             save_figure(figure, self.outdir / rec.plot)
@@ -420,6 +437,24 @@ def write_report(
                 secs = sum(r.seconds or 0 for r in recs)
                 lines.append(f"| {pkg} | earlier run ({last}) | {secs:.1f} | {stale_txt} |")
         lines.append("")
+    heads = [(pkg, rec, h) for pkg in sorted(by_pkg) for rec in by_pkg[pkg] for h in rec.headlines]
+    if heads:
+        lines += [
+            "## Headline verdicts",
+            "",
+            "| package / experiment | comparison | n_seeds | diff (95% CI) | verdict |",
+        ]
+        lines.append("|---|---|---|---|---|")
+        for pkg, rec, h in heads:
+            bad = check_headline(h)
+            lo, hi = h.get("ci_low"), h.get("ci_high")
+            ci = f"{h.get('diff_mean', 0):+.3f} [{lo:+.3f}, {hi:+.3f}]" if lo is not None else "no CI"
+            word = "**INCONSISTENT**" if bad else str(h.get("verdict"))
+            stale_tag = " (STALE)" if rec.commit != ref else ""
+            lines.append(
+                f"| {pkg} / {rec.experiment}{stale_tag} | {h.get('comparison')} | {h.get('n_seeds')} | {ci} | {word} |"
+            )
+        lines.append("")
     for pkg in sorted(set(by_pkg) | set(status)):
         lines += [f"## {pkg}", ""]
         o = status.get(pkg)
@@ -437,6 +472,10 @@ def write_report(
                 lines.append(markdown_table(rec.rows, rec.columns))
             if rec.metrics:
                 lines.append(markdown_table([rec.metrics]))
+            if rec.headlines:
+                lines += _headline_lines(rec.headlines)
+            if rec.convergence:
+                lines += _convergence_lines(rec.convergence)
             if rec.plot:
                 lines += [f"![{rec.experiment}]({pkg}/{rec.plot})", ""]
             if rec.verdict:
@@ -445,6 +484,40 @@ def write_report(
                 lines += ["**Warnings:** " + "; ".join(rec.warnings), ""]
             lines += [f"<sub>scale {rec.scale}, commit {rec.commit}, {rec.time}, {rec.seconds}s</sub>", ""]
     return atomic_write_text(results_dir / "REPORT.md", "\n".join(lines))
+
+
+def _headline_lines(headlines: Sequence[dict[str, Any]]) -> list[str]:
+    """The headline comparisons as a table; each verdict is recomputed from the stored per-seed values."""
+    out = [
+        "| comparison | metric | n_seeds | method | baseline | diff (95% CI) | ±δ | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for h in headlines:
+        bad = check_headline(h)
+        lo, hi = h.get("ci_low"), h.get("ci_high")
+        ci = (
+            f"{h.get('diff_mean', 0):+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            if lo is not None
+            else f"{h.get('diff_mean', 0):+.3f} (no CI)"
+        )
+        verdict = str(h.get("verdict"))
+        if verdict == "underpowered" and h.get("seeds_needed"):
+            verdict += f" (~{h['seeds_needed']} seeds needed)"
+        if bad:
+            verdict = f"**INCONSISTENT**: {bad}"
+        out.append(
+            f"| {h.get('comparison')} | {h.get('metric')} | {h.get('n_seeds')} | {_fmt(h.get('method_mean'), 4)} "
+            f"| {_fmt(h.get('baseline_mean'), 4)} | {ci} | {h.get('delta')} | {verdict} |"
+        )
+    return out + [""]
+
+
+def _convergence_lines(conv: dict[str, dict[str, Any]]) -> list[str]:
+    out = ["| arm | budget | best step per seed | |", "|---|---|---|---|"]
+    for arm, c in conv.items():
+        flag = "**UNDER-TRAINED** (best step in the last 10%)" if c.get("undertrained") else "converged"
+        out.append(f"| {arm} | {c.get('budget')} | {c.get('best_steps')} | {flag} |")
+    return out + [""]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -467,7 +540,7 @@ def _main(argv: list[str]) -> int:
         "--scale",
         choices=SCALES,
         default=os.environ.get("SCALE", "cpu"),
-        help="smoke (~1 min each), cpu (default, ~3 min each), gpu",
+        help="smoke (seconds each), cpu (default; all packages within 30 min on 2 cores), full (powered comparisons, <= 45 min per package), gpu",
     )
     p.add_argument(
         "--package", "-p", action="append", help="only this package (repeatable); default: all registered"

@@ -127,3 +127,92 @@ def seeds_needed(
         if t_quantile(n - 1, level) * sd / math.sqrt(n) < target:
             return n
     return None
+
+
+def compare(
+    method: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    name: str,
+    metric: str,
+    delta: float,
+    higher_is_better: bool = True,
+    seeds: Sequence[int] | None = None,
+) -> dict:
+    """One headline comparison, paired by seed: the per-seed values, their differences, the interval and
+    the verdict. Differences are oriented so that a positive number always means "method better"
+    (method - baseline when higher is better, baseline - method otherwise). `delta` is the equivalence
+    margin, fixed before the run. The dict goes into ``ctx.record(..., headlines=[...])``; the report
+    recomputes the verdict from the stored values (see `check_headline`)."""
+    m = [float(v) for v in method]
+    b = [float(v) for v in baseline]
+    if len(m) != len(b):
+        raise ValueError(f"{name}: {len(m)} method values but {len(b)} baseline values (pair them by seed)")
+    if seeds is not None and len(seeds) != len(m):
+        raise ValueError(f"{name}: {len(seeds)} seeds for {len(m)} paired values")
+    if any(not math.isfinite(v) for v in m + b):
+        raise ValueError(f"{name}: {metric} values must be finite, got method={m} baseline={b}")
+    sign = 1.0 if higher_is_better else -1.0
+    diffs = [sign * (x - y) for x, y in zip(m, b)]
+    v = paired_verdict(diffs, delta=delta)
+    return {
+        "comparison": name,
+        "metric": metric,
+        "higher_is_better": bool(higher_is_better),
+        "n_seeds": v.n,
+        "method_mean": sum(m) / len(m),
+        "baseline_mean": sum(b) / len(b),
+        "diff_mean": v.mean,
+        "ci_low": v.ci_low,
+        "ci_high": v.ci_high,
+        "delta": delta,
+        "verdict": v.verdict,
+        "seeds_needed": v.seeds_needed,
+        "seeds": list(seeds) if seeds is not None else list(range(len(m))),
+        "method": m,
+        "baseline": b,
+    }
+
+
+def check_headline(h: dict) -> str | None:
+    """None when a stored headline's verdict follows from its stored per-seed values, else what is wrong."""
+    try:
+        again = compare(
+            h["method"],
+            h["baseline"],
+            name=h["comparison"],
+            metric=h["metric"],
+            delta=h["delta"],
+            higher_is_better=h.get("higher_is_better", True),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        return f"cannot recompute ({e})"
+    if again["verdict"] != h.get("verdict"):
+        return f"stored verdict {h.get('verdict')!r} but the values give {again['verdict']!r}"
+    if h.get("n_seeds") != again["n_seeds"]:
+        return f"stored n_seeds {h.get('n_seeds')} but {again['n_seeds']} values"
+    return None
+
+
+def convergence(best_steps: Sequence[int | float], budget: int | float, *, tail: float = 0.1) -> dict:
+    """Where each seed's best validation checkpoint fell in its training budget.
+
+    An arm whose best step lies in the last `tail` fraction of the budget was probably still improving:
+    `undertrained` is then true and the report flags it (issue 19.1: a baseline stopped early is unfair)."""
+    if not best_steps:
+        raise ValueError("convergence needs at least one best step")
+    if not (budget > 0 and math.isfinite(budget)):
+        raise ValueError(f"budget must be positive, got {budget}")
+    if not 0 < tail < 1:
+        raise ValueError(f"tail must be in (0, 1), got {tail}")
+    steps = [float(s) for s in best_steps]
+    if any(s < 0 or s > budget for s in steps):
+        raise ValueError(f"best steps must lie in [0, {budget}], got {steps}")
+    late = [s >= (1 - tail) * budget for s in steps]
+    return {
+        "budget": budget,
+        "best_steps": [int(s) if s.is_integer() else s for s in steps],
+        "tail": tail,
+        "n_late": sum(late),
+        "undertrained": any(late),
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from .cache import cache_dir, is_complete, lock_path, mark_complete
 from .corpus import corpus_fingerprint, corpus_text
 from .files import file_lock, publish_dir, wait_note
 from .models import BOS_ID, byte_tokenizer, load_model, save_model, tiny_causal_lm, tiny_config
+from .optim import warmup_cosine
 
 
 @dataclass
@@ -166,13 +166,8 @@ def _train(arch, config_overrides, settings, train_texts, val_texts, path, key, 
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.95)
     )
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
-        if step < settings.warmup:
-            return (step + 1) / settings.warmup
-        p = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * p))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    # linear warm-up, cosine decay to 10% (the schedule every LM trainer here shares)
+    sched = warmup_cosine(opt, settings.steps, warmup_steps=min(settings.warmup, settings.steps), floor=0.1)
     model.train()
     bar = tqdm(range(settings.steps), desc=f"train tiny {arch}", disable=not progress, leave=False)
     train_losses = []
