@@ -95,7 +95,7 @@ class GroupMetrics:
     def __init__(
         self,
         n_groups: int,
-        train_group_counts: Sequence[float] | None = None,
+        train_group_counts: Sequence[float] | np.ndarray | None = None,
         group_names: Sequence[str] | None = None,
     ):
         if int(n_groups) < 1:
@@ -107,7 +107,7 @@ class GroupMetrics:
                 raise ValueError(
                     f"train_group_counts must be {self.n_groups} non-negative numbers with a positive sum; got {tc}"
                 )
-            self.train_counts = tc
+            self.train_counts: np.ndarray | None = tc
         else:
             self.train_counts = None
         if group_names is not None and len(group_names) != self.n_groups:

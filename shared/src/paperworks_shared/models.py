@@ -7,6 +7,7 @@ Qwen3 (q/k RMSNorm). Everything round-trips through `save_pretrained` / `from_pr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -61,12 +62,12 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     vocab = {b2u[b]: b for b in range(256)}
     for i, tok in enumerate(SPECIAL_TOKENS):
         vocab[tok] = 256 + i
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=False))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(list(SPECIAL_TOKENS))
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=core,
         pad_token="<pad>",
         bos_token="<bos>",
         eos_token="<eos>",
@@ -85,7 +86,7 @@ def tiny_config(arch: str = "llama", **overrides) -> PretrainedConfig:
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHITECTURES}")
-    base = dict(
+    base: dict[str, Any] = dict(
         vocab_size=VOCAB_SIZE,
         hidden_size=64,
         intermediate_size=128,

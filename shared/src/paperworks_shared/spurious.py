@@ -31,7 +31,8 @@ Bernoulli draws, so a given seed always yields the same group sizes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,13 +267,16 @@ def to_torch(ds, image_column: str = "image", require_group: bool = True) -> tor
 class _SplitDataset(torch.utils.data.Dataset):
     """Shared body of `SpuriousDigits` / `DigitDominoes`: one split, items ``(x, y, group, index)``."""
 
-    builder = None
+    builder: Callable[..., Any] | None = None
 
     def __init__(self, split: str = "train", **kwargs):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.split = split
-        self.hf = type(self).builder(**kwargs)[split]
+        builder = type(self).builder
+        if builder is None:
+            raise TypeError(f"{type(self).__name__} is abstract: use a concrete split dataset")
+        self.hf = builder(**kwargs)[split]
         self.tensors = to_torch(self.hf).tensors
         self.spurious = torch.as_tensor(as_numpy(self.hf.select_columns(["spurious"]))["spurious"])
         self.n_groups = N_GROUPS

@@ -149,7 +149,8 @@ def train_tiny_lm(
         if is_complete(path):
             model, tok = load_model(path)
             metrics = json.loads((path / "metrics.json").read_text())
-            return TrainedLM(model.to(device), tok, path, metrics, cache_hit=True)
+            model = model.to(device)  # type: ignore[arg-type]  # transformers' wrapped .to() confuses mypy
+            return TrainedLM(model, tok, path, metrics, cache_hit=True)
         return _train(
             arch, config_overrides, settings, train_texts, val_texts, path, key, True, progress, device
         )
