@@ -12,7 +12,7 @@ MEMBERS := shared $(sort $(wildcard packages/*))
 RESULTS := $(if $(filter cpu,$(SCALE)),benchmarks/results,benchmarks/results/$(SCALE))
 PYTEST_MARK := $(if $(FAST),-m "not slow",)
 
-.PHONY: help uv setup test test-pkg lint fmt lock bench clean vllm-env
+.PHONY: help uv setup test test-pkg lint typecheck fmt lock bench clean vllm-env
 
 help:
 	@echo "make bench [SCALE=smoke|cpu|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
@@ -27,6 +27,11 @@ uv:
 	@touch $@
 
 setup: .venv/.synced
+
+# Type-check every package's public API (issue 20.6); the [tool.mypy] settings live in pyproject.toml.
+IMPORTS := paperworks_shared $(foreach m,$(wildcard packages/*),$(notdir $(firstword $(wildcard $(m)/src/*))))
+typecheck: setup
+	$(RUN) mypy $(foreach i,$(IMPORTS),-p $(i))
 
 lint: setup
 	$(RUN) ruff check .

@@ -1,10 +1,12 @@
-"""Every package works alone: build its wheel, install it with paperworks-shared into an empty venv, import it.
+"""Every package works alone: build its wheel, install it with paperworks-shared into an empty venv, import
+it, ask its console script for --help and run its README's opening quickstart there (issue 20 acceptance).
 
 Slow (a venv per package, prepared in parallel); versions are constrained to the workspace lock so
 nothing new is downloaded when uv's cache already holds the locked wheels.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,9 +85,15 @@ def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) 
                 "assert 'torch' not in sys.modules",
             ]
         )
+    quick = _first_quickstart(member)
+    if quick is not None:  # what a new user runs first, with only the declared dependencies installed
+        steps.append([str(py), "-c", quick])
+    run_env = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    cwd = base / f"{name}-cwd"
+    cwd.mkdir(exist_ok=True)
     log = []
     for cmd in steps:
-        rc, out = _run(cmd, env=env, cwd=base)
+        rc, out = _run(cmd, env=run_env, cwd=cwd, timeout=600)
         log.append(out)
         if rc != 0:
             return False, "\n".join(log)
@@ -95,6 +103,14 @@ def _check_member(member: Path, wheel_dir: Path, constraints: Path, base: Path) 
     if others:
         return False, f"other paperworks packages were installed alongside {name}: {others}"
     return True, "\n".join(log)
+
+
+def _first_quickstart(member: Path) -> str | None:
+    """The README's first ```python block (the opening quickstart), or None if it has none."""
+    m = re.search(r"^```python\n(.*?)^```", (member / "README.md").read_text(), flags=re.S | re.M)
+    if m is None or m.group(1).lstrip().startswith("# not-a-quickstart"):
+        return None
+    return m.group(1)
 
 
 @pytest.fixture(scope="module")
