@@ -16,9 +16,8 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_roofline_golden(tmp_path, capsys):
-    out = tmp_path / "r.json"
-    assert main(["roofline", "--gpu", "paper", "--bits", "2", "--batch", "1", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())
+    assert main(["roofline", "--gpu", "paper", "--bits", "2", "--batch", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "roofline.json").read_text())
     assert round(rows[0]["breakeven_context"]) == 2281
 
 
@@ -103,7 +102,13 @@ def _bad_input_table(tmp_path):
         (["ppl", "--model", "tiny:llama", "--windows", "0"], "argument --windows"),
         ([*ppl, "--group-size", "48"], "method xquant-4: group_size=48 does not divide"),
         ([*ppl, "--methods", "xquant-cl-4", "--base-layer", "7"], "method xquant-cl-4: base_layer=7"),
-        ([*ppl, "--json", str(blocker / "out.json")], "--json"),
+        ([*ppl, "--out", str(blocker)], "--out"),
+        ([*ppl, "--out", str(blocker / "sub")], "--out"),
+        ([*ppl, "--device", "tpu"], "argument --device: 'tpu'"),
+        ([*ppl, "--threads", "0"], "argument --threads"),
+        ([*ppl, "--data-root", str(tmp_path / "no-such-dir")], "argument --data-root"),
+        (["memory", "--model", "tiny:llama", "--device", "cuda:3"], "--device cuda:3"),
+        (["bench", "--scale", "huge"], "argument --scale: invalid choice"),
         (["latency", "--model", "tiny:llama", "--contexts", "0"], "argument --contexts"),
         (["latency", "--model", "tiny:llama", "--steps", "-1"], "argument --steps"),
         (["latency", "--model", "tiny:llama", "--device", "cuda:7"], "--device cuda:7"),
@@ -133,17 +138,53 @@ def test_bad_input_table(tmp_path, capsys):
     assert not (tmp_path / "a-file").is_dir()
 
 
+def test_runtime_options_and_data_root(tmp_path, capsys):
+    """Issue 20.4: --device/--threads/--no-progress on every evaluating command, --data-root, bench."""
+    import torch
+
+    (tmp_path / "t.txt").write_text("Rematerialize keys and values. " * 40)
+    before = torch.get_num_threads()
+    try:
+        assert main(["ppl", "--model", "tiny:llama", "--data-root", str(tmp_path), "--data", "t.txt",
+                     "--seq-len", "32", "--windows", "2", "--methods", "fp16", "--device", "cpu",
+                     "--threads", "1", "--no-progress", "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads((tmp_path / "o" / "ppl.json").read_text())[0]["method"] == "fp16"
+    for cmd in ("ppl", "memory", "latency"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([cmd, "--help"])
+        out = capsys.readouterr().out
+        assert "--device" in out and "--threads" in out and "--no-progress" in out, cmd
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--help"])
+    assert "--scale" in capsys.readouterr().out
+
+
+def test_help_is_fast_and_usage_names_the_script():
+    """`--help` does not import torch (answers in about a second) and the usage line names the script."""
+    import subprocess
+    import sys
+
+    code = "import sys; from xquant.cli import main; rc = main(['--help']); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip().endswith("False"), res.stdout + res.stderr
+    assert "usage: xquant-eval" in res.stdout
+
+
 def test_json_output_is_atomic_strict_json(tmp_path, capsys, monkeypatch):
     """No fp16 row: dppl is undefined and written as null (strict JSON); the file appears whole or not at all."""
-    out = tmp_path / "sub" / "rows.json"
+    out_dir = tmp_path / "sub"
+    out = out_dir / "ppl.json"
     f = tmp_path / "t.txt"
     f.write_text("Rematerialize keys and values. " * 40)
     argv = ["ppl", "--model", "tiny:llama", "--data", str(f), "--seq-len", "32", "--windows", "2",
-            "--methods", "xquant-4", "--group-size", "32", "--json", str(out)]  # fmt: skip
+            "--methods", "xquant-4", "--group-size", "32", "--out", str(out_dir)]  # fmt: skip
     assert main(argv) == 0
     rows = json.loads(out.read_text())
     assert rows[0]["method"] == "xquant-4" and rows[0]["dppl"] is None and rows[0]["ppl"] > 1
-    assert [p.name for p in out.parent.iterdir()] == ["rows.json"]  # no temp file left behind
+    assert [p.name for p in out.parent.iterdir()] == ["ppl.json"]  # no temp file left behind
     # a failure while writing leaves the previous file intact
     import paperworks_shared.files as files
 
@@ -154,6 +195,6 @@ def test_json_output_is_atomic_strict_json(tmp_path, capsys, monkeypatch):
     with pytest.raises(OSError):
         from xquant.cli import _emit
 
-        _emit([{"method": "x", "ppl": 1.0}], type("A", (), {"json": str(out)})())
+        _emit([{"method": "x", "ppl": 1.0}], type("A", (), {"out": str(out_dir), "cmd": "ppl"})())
     assert json.loads(out.read_text()) == rows
-    assert [p.name for p in out.parent.iterdir()] == ["rows.json"]
+    assert [p.name for p in out.parent.iterdir()] == ["ppl.json"]

@@ -7,6 +7,9 @@ Examples::
     xquant-eval memory --hidden 4096 --kv-dim 4096 --layers 32 --methods kivi*-2 xquant-4 xquant-cl-2
     xquant-eval latency --model tiny:llama --contexts 256 1024 --methods fp16 xquant-4
     xquant-eval roofline --gpu h200 --d 4096 --g 4 --bits 4.25 --batch 1 8
+    xquant-eval bench --scale smoke
+
+`--out DIR` writes `DIR/<command>.json` (ppl.json, memory.json, latency.json, roofline.json).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from pathlib import Path
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
-    check_out_file,
+    add_runtime_args,
+    apply_runtime_args,
+    check_out_dir,
+    existing_dir,
     float_range,
     int_range,
     positive_float,
@@ -71,6 +78,12 @@ def _load_model(spec: str):
         raise UserError(f"--model {spec!r}: cannot load the model folder: {type(e).__name__}: {e}") from None
 
 
+def _rooted(args, path: str) -> str:
+    """A relative data path is read from --data-root when given."""
+    root = getattr(args, "data_root", None)
+    return str(Path(root) / path) if root and not Path(path).is_absolute() else path
+
+
 def _windows(args, tokenizer):
     import torch
 
@@ -85,6 +98,8 @@ def _windows(args, tokenizer):
 
         name, _, rest = args.data[8:].partition(":")
         split, _, column = rest.partition(":")
+        if Path(_rooted(args, name)).is_dir():
+            name = _rooted(args, name)
         if Path(name).is_dir():  # a `save_to_disk` folder (Dataset or DatasetDict)
             ds = load_from_disk(name)
             ds = ds[split or "validation"] if hasattr(ds, "keys") else ds
@@ -94,7 +109,7 @@ def _windows(args, tokenizer):
             raise UserError(f"--data: column {column or 'text'!r} not in {ds.column_names}")
         text = "\n\n".join(ds[column or "text"])
     else:
-        p = Path(args.data)
+        p = Path(_rooted(args, args.data))
         require(
             p.is_file(),
             f"--data {args.data!r}: no such file (or use builtin:corpus / dataset:NAME:SPLIT:COLUMN)",
@@ -115,17 +130,24 @@ def _finite_or_none(v):
     return v
 
 
+def out_path(args) -> Path | None:
+    """`--out DIR` -> DIR/<command>.json (None without --out)."""
+    out = getattr(args, "out", None)
+    return None if not out else Path(out).expanduser() / f"{args.cmd}.json"
+
+
 def _emit(rows, args):
     from paperworks_shared.bench import markdown_table
     from paperworks_shared.files import atomic_write_json
 
     print(markdown_table(rows))
-    if getattr(args, "json", None):
+    path = out_path(args)
+    if path is not None:
         clean = [
             {k: _finite_or_none(float(v) if hasattr(v, "item") else v) for k, v in r.items()} for r in rows
         ]
-        atomic_write_json(args.json, clean)  # temp file + rename: never a half-written file
-        print(f"wrote {args.json}", file=sys.stderr)
+        atomic_write_json(path, clean)  # temp file + rename: never a half-written file
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _cfg(args, name):
@@ -157,17 +179,28 @@ def _check_methods_on(model, args) -> None:
             raise UserError(f"method {name}: {e}") from None
 
 
+def _runtime(args):
+    """--threads / --device applied (an unavailable device is one UserError, before any model work)."""
+    return apply_runtime_args(args)
+
+
+def _model_on(args, dev):
+    model, tok = _load_model(args.model)
+    model = model.to(dev)
+    _check_methods_on(model, args)
+    return model, tok
+
+
 def cmd_ppl(args):
-    import torch
+    from tqdm.auto import tqdm
 
     from .evaluation import paper_ratio, perplexity
 
-    torch.set_num_threads(args.threads)
-    model, tok = _load_model(args.model)
-    _check_methods_on(model, args)
+    dev = _runtime(args)
+    model, tok = _model_on(args, dev)
     windows = _windows(args, tok)
     rows, fp = [], None
-    for name in args.methods:
+    for name in tqdm(args.methods, desc="xquant-eval ppl", disable=args.no_progress, leave=False):
         cfg = _cfg(args, name)
         ppl = perplexity(model, windows, cfg, args.batch_size)
         fp = ppl if name == "fp16" else fp
@@ -186,8 +219,8 @@ def cmd_memory(args):
 
         from .evaluation import measured_ratio, paper_ratio
 
-        model, _ = _load_model(args.model)
-        _check_methods_on(model, args)
+        dev = _runtime(args)
+        model, _ = _model_on(args, dev)
         ids = torch.randint(0, 256, (args.batch, args.seq_len))
         for name in args.methods:
             cfg = _cfg(args, name)
@@ -214,29 +247,16 @@ def cmd_memory(args):
 
 
 def cmd_latency(args):
-    import torch
-
     from .evaluation import decode_latency
 
-    torch.set_num_threads(args.threads)
-    if args.device != "cpu":
-        try:
-            dev = torch.device(args.device)
-        except RuntimeError:
-            raise UserError(f"--device {args.device!r} is not a device name (cpu, cuda, cuda:N)") from None
-        require(
-            dev.type != "cuda"
-            or (torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()),
-            f"--device {args.device}: no such CUDA device here",
-        )
-    model, _ = _load_model(args.model)
-    _check_methods_on(model, args)
-    if args.device != "cpu":
-        model = model.to(args.device)
+    dev = _runtime(args)
+    model, _ = _model_on(args, dev)
     rows = []
     for c in args.contexts:
         for name in args.methods:
-            ms = decode_latency(model, _cfg(args, name), c, args.steps, args.batch, progress=True)
+            ms = decode_latency(
+                model, _cfg(args, name), c, args.steps, args.batch, progress=not args.no_progress
+            )
             rows.append({"context": c, "batch": args.batch, "method": name, "ms_per_token": ms})
     _emit(rows, args)
 
@@ -299,7 +319,9 @@ def _common_method_args(p, group=64):
     p.add_argument("--early-layers", type=int_range(0, MAX_LAYERS), default=0,
                    help="first N layers at --early-bits (paper Table 4: 3)")  # fmt: skip
     p.add_argument("--early-bits", type=_bits, default=4)
-    p.add_argument("--json", help="also write the rows as JSON to this path (atomically)")
+    p.add_argument(
+        "--out", help="write the rows to OUT/<command>.json (a directory; atomically, strict JSON)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int_range(2, MAX_TOKENS), default=256)
     p.add_argument("--windows", type=int_range(1, 1 << 20), default=16, help="number of evaluation windows")
     p.add_argument("--batch-size", type=int_range(1, 1 << 16), default=8)
-    p.add_argument("--threads", type=int_range(1, 1024), default=1)
+    p.add_argument(
+        "--data-root",
+        type=existing_dir,
+        help="folder that a relative --data path (file or saved dataset) is read from",
+    )
+    add_runtime_args(p)
     _common_method_args(p)
     p.set_defaults(func=cmd_ppl)
     p = sub.add_parser("memory", help="bytes per token and ratio to an FP16 KV cache (analytic or measured)")
@@ -327,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int_range(1, MAX_LAYERS))
     p.add_argument("--seq-len", type=_tokens, default=256)
     p.add_argument("--batch", type=int_range(1, 1 << 16), default=1)
+    add_runtime_args(p)
     _common_method_args(p, group=128)
     p.set_defaults(func=cmd_memory)
     p = sub.add_parser("latency", help="decode ms/token after a prefill of each context length")
@@ -334,8 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=_tokens, nargs="+", default=[256, 1024])
     p.add_argument("--steps", type=int_range(1, 1 << 20), default=16)
     p.add_argument("--batch", type=int_range(1, 1 << 16), default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int_range(1, 1024), default=1)
+    add_runtime_args(p)
     _common_method_args(p)
     p.set_defaults(func=cmd_latency)
     p = sub.add_parser(
@@ -351,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int_range(1, 1 << 20), nargs="+", default=[1, 8])
     p.add_argument("--weight-bytes", type=positive_float,
                    help="weight bytes per layer (default: paper's 24d² / 26d²+4(d/g)²)")  # fmt: skip
-    p.add_argument("--json")
+    p.add_argument("--out", help="write the rows to OUT/roofline.json (a directory)")
     p.set_defaults(func=cmd_roofline)
+    add_bench_command(sub, "xquant")
     for sp in sub.choices.values():
         add_debug_flag(sp)
     return ap
@@ -360,14 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "json", None):
-        check_out_file(args.json, what="--json")  # before any model loading or evaluation
+    if getattr(args, "out", None):
+        check_out_dir(args.out)  # before any model loading or evaluation
     if args.cmd == "memory" and args.model:
         require(args.batch * args.seq_len <= MAX_TOKENS,
                 f"memory --model: --batch x --seq-len = {args.batch * args.seq_len} tokens is more than "
                 f"{MAX_TOKENS} (a forward of that size is not a memory estimate)")  # fmt: skip
-    args.func(args)
-    return 0
+    return int(args.func(args) or 0)
 
 
 def _prog() -> str:
