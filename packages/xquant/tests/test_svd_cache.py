@@ -64,3 +64,19 @@ def test_factors_in_model_dtype():
     model = _gqa(dtype=torch.float16)
     with XQuantCache.from_model(model, CFG) as cache:
         assert cache.layers[0].lk.u.dtype == torch.float16 and cache.layers[0].lv.m.dtype == torch.float16
+
+
+def test_shared_cache_goes_through_get_or_build(tmp_path, monkeypatch):
+    """svd_path=True: factors published by paperworks_shared.cache.get_or_build (one builder, atomic rename)."""
+    monkeypatch.setenv("PAPERWORKS_CACHE", str(tmp_path))
+    with XQuantCache.from_model(_gqa(), CFG, svd_path=True) as a:
+        pass
+    ns = tmp_path / "xquant-svd"
+    entries = sorted(ns.iterdir())
+    done = [p for p in entries if (p / "DONE").is_file()]
+    assert len(done) == 6 and all((p / "factors.pt").is_file() for p in done)
+    assert not [p for p in entries if p.is_dir() and p not in done]  # no staging folder left behind
+    n = svd.SVD_CALLS
+    with XQuantCache.from_model(_gqa(), CFG, svd_path=True) as b:  # another model object: read from disk
+        assert svd.SVD_CALLS == n
+        assert all(torch.equal(la.lk.u, lb.lk.u) for la, lb in zip(a.layers, b.layers))

@@ -57,19 +57,19 @@ def expected_xquant_nbytes(cache, batch: int, tokens: int) -> int:
     for layer in cache.layers:
         spec = layer.spec
         elt = spec.k_proj.weight.element_size()
-        r, g, b = cfg.residual_length, cfg.group_size, layer.bits
+        r, g, b, n0 = cfg.residual_length, cfg.group_size, layer.bits, cfg.keep_first_n
         if layer.role == "x":
-            total += stream_bytes(batch, tokens, spec.hidden_size, b, g, "token", r, elt)
+            total += stream_bytes(batch, tokens, spec.hidden_size, b, g, "token", r, elt, keep_first_n=n0)
         elif layer.role == "latent":
             rk, rv = layer.lk.rank, layer.lv.rank
-            total += stream_bytes(batch, tokens, rk, b, g, "channel", r, elt)
-            total += stream_bytes(batch, tokens, rv, b, g, "token", r, elt)
+            lelt = layer.fdtype.itemsize  # fp32 latents for bits=16 in half precision (issue 22.5)
+            total += stream_bytes(batch, tokens, rk, b, g, "channel", r, lelt, keep_first_n=n0)
+            total += stream_bytes(batch, tokens, rv, b, g, "token", r, lelt, keep_first_n=n0)
         else:
             ch = spec.hidden_size if layer.lkv is None else layer.lkv.rank
-            raw_elt = elt
-            total += stream_bytes(
-                batch, tokens, ch, b, g, "token", r, raw_elt, window_channels=spec.hidden_size
-            )
+            # window and sink head hold X in the model dtype; a bits=16 delta prefix is fp32
+            total += stream_bytes(batch, tokens, ch, b, g, "token", r, elt, window_channels=spec.hidden_size,
+                                  keep_first_n=n0, raw_elt=4)  # fmt: skip
     rope = cache.state.rope
     if rope.kind == "positions":
         total += batch * tokens * 4

@@ -8,6 +8,7 @@ K = X̂ W_k (+ b_k) -> k_norm (Qwen3) -> RoPE *last*, V = X̂ W_v (+ b_v) (notes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,20 +31,23 @@ class AttnSpec:
     num_heads: int
     num_kv_heads: int
     hidden_size: int
-    _wkv: tuple | None = field(default=None, repr=False, compare=False)
+    _wkv: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def kv_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """[W_k | W_v] as one [d, 2 d_kv] matrix (+ the concatenated bias), built once and reused
-        until a weight changes in place (issue 22.4: no weight concatenation per decode step)."""
+    def kv_weight(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[W_k | W_v] as one [d, 2 d_kv] matrix (+ the concatenated bias), in `dtype` (default: the
+        weights'), built once and reused until a weight changes in place (issue 22.4: no weight
+        concatenation per decode step)."""
         k, v = self.k_proj.weight, self.v_proj.weight
+        dtype = dtype or k.dtype
         stamp = (k.data_ptr(), k._version, v.data_ptr(), v._version, k.dtype, k.device)
-        if self._wkv is None or self._wkv[0] != stamp:
-            w = torch.cat([k.detach(), v.detach()], 0).T
+        memo = self._wkv.get(dtype)
+        if memo is None or memo[0] != stamp:
+            w = torch.cat([k.detach(), v.detach()], 0).T.to(dtype)
             bias = None
-            if self.k_proj.bias is not None:
-                bias = torch.cat([self.k_proj.bias.detach(), self.v_proj.bias.detach()])
-            self._wkv = (stamp, w, bias)
-        return self._wkv[1], self._wkv[2]
+            if self.k_proj.bias is not None and self.v_proj.bias is not None:
+                bias = torch.cat([self.k_proj.bias.detach(), self.v_proj.bias.detach()]).to(dtype)
+            memo = self._wkv[dtype] = (stamp, w, bias)
+        return memo[1], memo[2]
 
     @property
     def kv_dim(self) -> int:
@@ -79,7 +83,8 @@ def check_supported(model: nn.Module) -> None:
             f"unsupported architecture {mt!r}: xquant supports {SUPPORTED_MODEL_TYPES} "
             "(separate q/k/v projections, RoPE, pre-norm)"
         )
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    has_text = config is not None and hasattr(config, "get_text_config")
+    text = config.get_text_config(decoder=True) if has_text and config is not None else config
     layer_types = getattr(text, "layer_types", None) or []
     if (
         any(t != "full_attention" for t in layer_types)
@@ -92,10 +97,15 @@ def check_supported(model: nn.Module) -> None:
         )
 
 
-def attention_specs(model: nn.Module) -> list[AttnSpec]:
+def _decoder(model: Any) -> Any:
+    """The decoder stack of a transformers causal LM (its `.layers` and `.rotary_emb`)."""
+    return model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
+
+
+def attention_specs(model: Any) -> list[AttnSpec]:
     """The AttnSpec of every decoder layer, in layer order."""
     check_supported(model)
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    decoder = _decoder(model)
     cfg = model.config.get_text_config(decoder=True)
     specs = []
     for i, layer in enumerate(decoder.layers):
@@ -120,9 +130,8 @@ def attention_specs(model: nn.Module) -> list[AttnSpec]:
     return specs
 
 
-def rotary_module(model: nn.Module) -> nn.Module | None:
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
-    return getattr(decoder, "rotary_emb", None)
+def rotary_module(model: Any) -> nn.Module | None:
+    return getattr(_decoder(model), "rotary_emb", None)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from typing import Any, cast
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from .adapters import AttnSpec, apply_rope, attention_specs, rotary_module
 from .hooks import CaptureHooks, RopeStore, resolve_rope_store
-from .store import storage_nbytes
+from .store import TokenStore, storage_nbytes
 
 
 class SharedState:
     """State every layer of one cache sees: the hooks' captures, the RoPE store, the CL accumulator."""
 
-    def __init__(self, specs: list[AttnSpec], rope_kind: str, rotary):
+    def __init__(self, specs: Sequence[AttnSpec], rope_kind: str, rotary):
+        self.specs = list(specs)
         self.hooks = CaptureHooks({s.layer_idx: s.module for s in specs})
         self.rope = RopeStore(resolve_rope_store(rope_kind, rotary), rotary)
         self.first_layer = min(s.layer_idx for s in specs)
@@ -27,6 +32,15 @@ class SharedState:
         self.acc: torch.Tensor | None = None
         self.acc_layer: int | None = None
         self.prev_true: torch.Tensor | None = None
+
+    def fork(self) -> SharedState:
+        """A state with its own hooks on the same modules and a copy of the RoPE store (no CL transients:
+        those live within one forward)."""
+        new = copy.copy(self)
+        new.hooks = CaptureHooks({s.layer_idx: s.module for s in self.specs})
+        new.rope = self.rope.fork()
+        new.acc = new.acc_layer = new.prev_true = None
+        return new
 
     def check_batch(self, b: int) -> None:
         if self.batch_size is None:
@@ -47,6 +61,10 @@ class HookedLayer(CacheLayerMixin):
     def is_croppable(self) -> bool:
         """A rollback leaves no trace only when nothing sits in a window that crop cannot refill."""
         return all(s.bits == 16 or (s.axis == "token" and s.residual_length == 0) for s in self.stores())
+
+    @is_croppable.setter
+    def is_croppable(self, value: bool) -> None:
+        raise AttributeError("is_croppable is computed from the layer's stores; it cannot be set")
 
     def __init__(self, spec: AttnSpec, state: SharedState):
         super().__init__()
@@ -74,8 +92,18 @@ class HookedLayer(CacheLayerMixin):
     def prefetch(self):
         pass
 
-    def stores(self) -> list:
+    def stores(self) -> list[TokenStore]:
         raise NotImplementedError
+
+    def fork(self, state: SharedState) -> HookedLayer:
+        """A copy of this layer bound to `state`: its stores copied (tensors cloned), the model pieces
+        (projections, SVD factors, backend) shared."""
+        new = copy.copy(self)
+        new.state = state
+        for name, value in list(vars(self).items()):
+            if isinstance(value, TokenStore):
+                setattr(new, name, copy.deepcopy(value))
+        return new
 
     def tensors(self) -> list[torch.Tensor]:
         return [t for s in self.stores() for t in s.tensors()]
@@ -182,12 +210,34 @@ class HookedCache(Cache):
 
     layer_cls = None
 
-    def __init__(self, model, config, layers: list[HookedLayer], state: SharedState):
-        super().__init__(layers=layers)
+    def __init__(self, model, config, layers: Sequence[HookedLayer], state: SharedState):
+        super().__init__(layers=list(layers))
         self.model_config = model.config
         self.config = config
         self.state = state
         state.hooks.bind(self)
+
+    @property
+    def hooked_layers(self) -> list[HookedLayer]:
+        return cast("list[HookedLayer]", self.layers)
+
+    # -- prefix reuse (issue 22.6) --------------------------------------------------------------
+    def fork(self) -> HookedCache:
+        """An independent copy of this cache (stores cloned, its own capture hooks on the same model):
+        fill a cache on a shared prompt once, then `fork()` it for every continuation. `copy.deepcopy`
+        does the same, so the transformers prefix-caching recipe works unchanged. The model, its
+        projections and the SVD factors are shared, never copied."""
+        new = copy.copy(self)
+        state = self.state.fork()
+        new.state = state
+        new.layers = [layer.fork(state) for layer in self.hooked_layers]
+        state.hooks.bind(new)
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> HookedCache:
+        new = self.fork()
+        memo[id(self)] = new
+        return new
 
     @staticmethod
     def _prepare(model, config):
@@ -221,9 +271,9 @@ class HookedCache(Cache):
 
     def crop(self, tokens_to_remove: int) -> None:
         """Atomic crop: every layer and the RoPE store are checked before any of them is changed."""
-        for layer in self.layers:
+        for layer in self.hooked_layers:
             layer.check_crop(tokens_to_remove)
-        for layer in self.layers:
+        for layer in self.hooked_layers:
             layer.crop(tokens_to_remove)
 
     # -- accounting -----------------------------------------------------------------------------
@@ -231,7 +281,7 @@ class HookedCache(Cache):
         """Every tensor the cache holds between steps (stores, RoPE store, transient CL buffers if any)."""
         st = self.state
         extra = [t for t in (st.acc, st.prev_true) if t is not None]
-        return [t for layer in self.layers for t in layer.tensors()] + st.rope.tensors() + extra
+        return [t for layer in self.hooked_layers for t in layer.tensors()] + st.rope.tensors() + extra
 
     def nbytes(self) -> int:
         """Bytes really held: the distinct storages behind every tensor of `tensors()` (packed codes,

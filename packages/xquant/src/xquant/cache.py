@@ -18,19 +18,27 @@ from .base import HookedCache, HookedLayer, SharedState
 from .config import XQuantConfig
 from .kernels import get_backend
 from .store import TokenStore, storage_nbytes
-from .svd import cached_factors
+from .svd import Latent, cached_factors
 
 
-def _cat(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return torch.cat([a, b], dim=-2)
+def _cat(*parts: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate the non-empty parts along tokens (at least one must be present)."""
+    ts = [p for p in parts if p is not None]
+    if not ts:
+        raise RuntimeError("nothing stored (internal error)")
+    return ts[0] if len(ts) == 1 else torch.cat(ts, dim=-2)
+
+
+def _is_half(dtype: torch.dtype) -> bool:
+    return dtype in (torch.float16, torch.bfloat16)
 
 
 class XQuantLayer(HookedLayer):
     """One decoder layer's XQuant storage (see module doc for the roles)."""
+
+    lk: Latent | None = None
+    lv: Latent | None = None
+    lkv: Latent | None = None
 
     def __init__(
         self,
@@ -44,33 +52,35 @@ class XQuantLayer(HookedLayer):
     ):
         super().__init__(spec, state)
         self.config, self.role, self.bits, self.latent = config, role, bits, latent
-        g, r = config.group_size, config.residual_length
+        g, r, n0 = config.group_size, config.residual_length, config.keep_first_n
         self.backend = get_backend(config.backend, spec.k_proj.weight.device)
         qfn = self.backend.quantize
         dtype = spec.k_proj.weight.dtype
+        #: lossless (bits=16) latents of a half-precision model are kept in fp32 with fp32 factors, so
+        #: the only rounding left is the final cast to the model dtype (issue 22.5; DESIGN.md §1.5)
+        self.fdtype = torch.float32 if bits == 16 and _is_half(dtype) else dtype
         if role == "x":
-            self.xs = TokenStore(bits, g, "token", r, qfn)
+            self.xs = TokenStore(bits, g, "token", r, qfn, keep_first_n=n0)
         elif role == "latent":
             kp, vp = spec.k_proj, spec.v_proj
-            self.lk = cached_factors(kp, [kp.weight], dtype, keep_m=True, svd_path=svd_path)
-            self.lv = cached_factors(kp, [vp.weight], dtype, keep_m=True, svd_path=svd_path)
-            self.ks = TokenStore(bits, g, "channel", r, qfn)
-            self.vs = TokenStore(bits, g, "token", r, qfn)
+            self.lk = cached_factors(kp, [kp.weight], self.fdtype, keep_m=True, svd_path=svd_path)
+            self.lv = cached_factors(kp, [vp.weight], self.fdtype, keep_m=True, svd_path=svd_path)
+            self.ks = TokenStore(bits, g, "channel", r, qfn, keep_first_n=n0)
+            self.vs = TokenStore(bits, g, "token", r, qfn, keep_first_n=n0)
         elif role in ("cl_base", "cl_delta"):
-            self.lkv = None
             if latent:  # GQA-CL: shared subspace of [W_k | W_v] (§3.3.2)
                 ws = [spec.k_proj.weight, spec.v_proj.weight]  # CL uses U_kv only: M is not kept
-                self.lkv = cached_factors(spec.k_proj, ws, dtype, keep_m=False, svd_path=svd_path)
-            self.xs = TokenStore(bits, g, "token", r, qfn)
+                self.lkv = cached_factors(spec.k_proj, ws, self.fdtype, keep_m=False, svd_path=svd_path)
+            self.xs = TokenStore(bits, g, "token", r, qfn, keep_first_n=n0)
         else:
             raise ValueError(f"unknown layer role {role!r}")
 
-    def stores(self):
+    def stores(self) -> list[TokenStore]:
         return [self.ks, self.vs] if self.role == "latent" else [self.xs]
 
-    def _reset_stores(self):
+    def _reset_stores(self) -> None:
         for s in self.stores():
-            s.q = s.raw = s.window = None
+            s.reset()
 
     # -- write + read -------------------------------------------------------------------------
     def write_and_read(self, cap, key_states, value_states, final: bool):
@@ -86,24 +96,44 @@ class XQuantLayer(HookedLayer):
                 s.add(f, allow_partial=final)
             return self.backend.remat_x(s, spec, dt)
         if self.role == "latent":
-            self.ks.push(x @ self.lk.u)
-            self.vs.push(x @ self.lv.u)
+            assert (
+                self.lk is not None
+                and self.lv is not None
+                and self.lk.m is not None
+                and self.lv.m is not None
+            )
+            xf = x.to(self.fdtype)
+            self.ks.push(xf @ self.lk.u)
+            self.vs.push(xf @ self.lv.u)
             for s in (self.ks, self.vs):
                 f = s.take_flush(final)
                 if f is not None:
                     s.add(f, allow_partial=final)
-            lk = _cat(self.ks.dequant(dt), self.ks.window)
-            lv = _cat(self.vs.dequant(dt), self.vs.window)
+            k_lin, v_lin = self.backend.remat_latent(self, self.fdtype)
             bk, bv = spec.k_proj.bias, spec.v_proj.bias
-            k_lin = lk @ self.lk.m + (bk if bk is not None else 0)
-            v_lin = lv @ self.lv.m + (bv if bv is not None else 0)
-            return spec.finish_k(k_lin), spec.split_heads(v_lin)
+            if bk is not None:
+                k_lin = k_lin + bk.to(k_lin.dtype)
+            if bv is not None:
+                v_lin = v_lin + bv.to(v_lin.dtype)
+            # cast before k_norm, as the model applies k_norm to its projection in the model dtype
+            return spec.finish_k(k_lin.to(dt)), spec.split_heads(v_lin.to(dt))
         xhat = self._write_cl(x, final)
+        if self.lkv is not None and self.fdtype != dt:
+            # lossless GQA-CL in half precision: X̂ != X off the column space of W_kv, so project in
+            # fp32 and round once (exact up to that rounding; DESIGN.md §1.6)
+            w, b = spec.kv_weight(torch.float32)
+            kv = xhat @ w + (b if b is not None else 0)
+            k_lin, v_lin = kv.to(dt).split(spec.kv_dim, dim=-1)
+            return spec.finish_k(k_lin.contiguous()), spec.split_heads(v_lin.contiguous())
+        xhat = xhat.to(dt)
         return spec.remat_k(xhat), spec.remat_v(xhat)
 
     def _write_cl(self, x: torch.Tensor, final: bool) -> torch.Tensor:
-        """XQuant-CL write (closed loop, §3.2) and the reconstruction X̂_i of all stored tokens."""
-        st, s, dt = self.state, self.xs, x.dtype
+        """XQuant-CL write (closed loop, §3.2) and the reconstruction X̂_i of all stored tokens.
+
+        The accumulator is fp32 whatever the model dtype (a transient buffer), so bits=16 chains
+        reproduce X exactly in half precision and quantized chains do not add rounding per layer."""
+        st, s = self.state, self.xs
         u = None if self.lkv is None else self.lkv.u
         s.push(x)
         f = s.take_flush(final)
@@ -111,7 +141,7 @@ class XQuantLayer(HookedLayer):
         if self.role == "cl_base":
             prev = None
         else:
-            if st.acc_layer != self.idx - 1:
+            if st.acc_layer != self.idx - 1 or st.acc is None:
                 raise RuntimeError(
                     f"XQuant-CL layer {self.idx} ran after layer {st.acc_layer}; CL needs every layer in "
                     "order within a forward (layer skipping breaks the delta chain)"
@@ -120,23 +150,26 @@ class XQuantLayer(HookedLayer):
             if prev.shape[-2] != s.n_quantized + n:
                 raise RuntimeError("XQuant-CL layers flushed different token counts (internal error)")
         if f is not None:
+            f32 = f.float()
             if prev is None:
-                target = f
+                target = f32
             elif self.config.closed_loop:
-                target = f - prev[..., prev.shape[-2] - n :, :]  # against the reader's reconstruction
+                target = f32 - prev[..., prev.shape[-2] - n :, :]  # against the reader's reconstruction
             else:
-                target = f - st.prev_true  # open-loop ablation: against the true previous X
-            s.add(target if u is None else target @ u, allow_partial=final)
-        deq = s.dequant(dt)
-        if deq is None:
-            deq = x.new_zeros(x.shape[0], 0, x.shape[-1] if u is None else u.shape[1])
-        rec = deq if u is None else deq @ u.T
-        acc = rec if prev is None else prev + rec
-        st.acc, st.acc_layer, st.prev_true = acc, self.idx, f
+                assert st.prev_true is not None
+                target = f32 - st.prev_true  # open-loop ablation: against the true previous X
+            target = target if u is None else target @ u.float()
+            s.add(target, allow_partial=final)  # fp32: a bits=16 chain keeps the deltas exactly
+        acc = self.backend.cl_up(s, u, prev, torch.float32)  # prev + deq(Δ) [@ U_kvᵀ], fused on Triton
+        if acc is None:
+            acc = x.new_zeros(x.shape[0], 0, x.shape[-1], dtype=torch.float32)
+        st.acc, st.acc_layer, st.prev_true = acc, self.idx, None if f is None else f.float()
         if self.idx == st.last_layer:
-            # the accumulator is a transient per-step buffer (notes §1.4): hold nothing between steps
+            # the accumulator is a transient per-step buffer (DESIGN.md §1.4): hold nothing between steps
             st.acc = st.prev_true = None
-        return _cat(acc, s.window)
+        return _cat(
+            None if s.head is None else s.head.float(), acc, None if s.window is None else s.window.float()
+        )
 
 
 class XQuantCache(HookedCache):
@@ -185,9 +218,9 @@ class XQuantCache(HookedCache):
         state.simulate = simulate
         return cache
 
-    def factors(self) -> list:
+    def factors(self) -> list[Latent]:
         """The distinct SVD factor objects (`Latent`) this cache's layers use."""
-        out = []
+        out: list[Latent] = []
         for layer in self.layers:
             for name in ("lk", "lv", "lkv"):
                 lat = getattr(layer, name, None)

@@ -15,6 +15,16 @@ BACKENDS = ("auto", "torch", "triton")
 ROPE_STORES = ("auto", "positions", "cos_sin")
 
 
+def _bits_of(bits: int | None) -> int:
+    """A bit-width field's value (None means 16, lossless)."""
+    return 16 if bits is None else bits
+
+
+def _check_keep(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"keep_first_n must be an int >= 0, got {n!r}")
+
+
 def _check_bits(name: str, bits) -> int:
     if bits is None:
         return 16
@@ -44,6 +54,8 @@ class XQuantConfig:
     base_bits: bits of the base layer (paper: 4).
     early_layers / early_bits: the first `early_layers` layers use `early_bits` (paper Table 4: 3 / 4).
     backend: "torch" reference, "triton" kernels (CUDA, or CPU under TRITON_INTERPRET=1), "auto".
+    keep_first_n: the first N tokens of every sequence stay in full precision for good (attention
+        sinks; not in the paper, DESIGN.md pitfall 7); quantization groups start after them.
     rope_store: "positions" keeps int32 positions and recomputes cos/sin with the model's rotary module
         (exact only for RoPE types whose cos/sin depend on the position alone; refused for "dynamic"
         NTK and "longrope"); "cos_sin" keeps the cos/sin the model used (exact for any RoPE variant,
@@ -62,10 +74,12 @@ class XQuantConfig:
     early_bits: int | None = 4
     backend: str = "auto"
     rope_store: str = "auto"
+    keep_first_n: int = 0
 
     def __post_init__(self):
         self.bits = _check_bits("bits", self.bits)
         self.base_bits = _check_bits("base_bits", self.base_bits)
+        _check_keep(self.keep_first_n)
         self.early_bits = _check_bits("early_bits", self.early_bits)
         if not isinstance(self.group_size, int) or self.group_size < 1:
             raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
@@ -83,10 +97,10 @@ class XQuantConfig:
     def layer_bits(self, layer_idx: int) -> int:
         """Bit width of layer `layer_idx` (early layers and the CL base layer are kept at higher precision)."""
         if self.cross_layer and layer_idx == self.base_layer:
-            return self.base_bits
+            return _bits_of(self.base_bits)
         if layer_idx < self.early_layers:
-            return self.early_bits
-        return self.bits
+            return _bits_of(self.early_bits)
+        return _bits_of(self.bits)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,10 +121,15 @@ class KIVIConfig:
     early_layers: int = 0
     early_bits: int | None = 4
     rope_store: str = "auto"
+    keep_first_n: int = 0
+    backend: str = "auto"
 
     def __post_init__(self):
         self.bits = _check_bits("bits", self.bits)
         self.early_bits = _check_bits("early_bits", self.early_bits)
+        _check_keep(self.keep_first_n)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}; choose one of {BACKENDS}")
         if not isinstance(self.group_size, int) or self.group_size < 1:
             raise ValueError(f"group_size must be a positive int, got {self.group_size!r}")
         if self.residual_length < 0:
@@ -119,7 +138,7 @@ class KIVIConfig:
             raise ValueError(f"rope_store={self.rope_store!r}; choose one of {ROPE_STORES}")
 
     def layer_bits(self, layer_idx: int) -> int:
-        return self.early_bits if layer_idx < self.early_layers else self.bits
+        return _bits_of(self.early_bits if layer_idx < self.early_layers else self.bits)
 
     def to_dict(self) -> dict:
         return asdict(self)

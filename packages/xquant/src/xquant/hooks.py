@@ -62,7 +62,7 @@ class CaptureHooks:
         self.slots: dict[int, Captured] = {}
         #: when bound (`bind(cache)`), X is captured only for forwards that pass *this* cache: a
         #: `use_cache=False` forward or one with another cache leaves nothing behind (issue 18)
-        self.cache_ref = None
+        self.cache_ref: weakref.ReferenceType | None = None
         ref = weakref.ref(self)
         self.handles = []
         for idx, mod in modules.items():
@@ -92,8 +92,9 @@ def _make_hook(ref, idx: int):
         owner = ref()
         if owner is None:
             return None
-        if owner.cache_ref is not None and "past_key_values" in kwargs:
-            if kwargs["past_key_values"] is None or kwargs["past_key_values"] is not owner.cache_ref():
+        key = "past_key_values" if "past_key_values" in kwargs else "cache" if "cache" in kwargs else None
+        if owner.cache_ref is not None and key is not None:  # `cache=`: the newer transformers spelling
+            if kwargs[key] is None or kwargs[key] is not owner.cache_ref():
                 owner.slots.pop(idx, None)  # not a forward into this cache: keep nothing
                 return None
         x = args[0] if args else kwargs.get("hidden_states")
@@ -145,7 +146,11 @@ class RopeStore:
     def cos_sin(self, like: torch.Tensor, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos, sin [B, end-start, hd] for stored tokens start..end, in like's dtype."""
         if self.kind == "positions":
+            if self.rotary is None or self.pos is None:
+                raise RuntimeError("the RoPE store holds no positions (nothing was written)")
             return self.rotary(like, self.pos[:, start:end].long())
+        if self.cos is None or self.sin is None:
+            raise RuntimeError("the RoPE store holds no cos/sin (nothing was written)")
         return self.cos[:, start:end].to(like.dtype), self.sin[:, start:end].to(like.dtype)
 
     def tensors(self) -> list[torch.Tensor]:
@@ -165,6 +170,12 @@ class RopeStore:
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, fn(t))
+
+    def fork(self) -> RopeStore:
+        """A copy with its own tensors; the rotary module is shared."""
+        new = RopeStore(self.kind, self.rotary)
+        new.pos, new.cos, new.sin = (None if t is None else t.clone() for t in (self.pos, self.cos, self.sin))
+        return new
 
     def index_batch(self, idx):
         self._map(lambda t: t.index_select(0, idx.to(t.device)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .adapters import apply_rope, invert_rope
 from .base import HookedCache, HookedLayer
 from .config import KIVIConfig
+from .kernels import get_backend
 from .store import TokenStore
 
 
@@ -18,16 +19,18 @@ class KIVILayer(HookedLayer):
     def __init__(self, spec, state, config: KIVIConfig, bits: int):
         super().__init__(spec, state)
         self.config, self.bits = config, bits
-        g, r = config.group_size, config.residual_length
-        self.ks = TokenStore(bits, g, "channel", r)
-        self.vs = TokenStore(bits, g, "token", r)
+        g, r, n0 = config.group_size, config.residual_length, config.keep_first_n
+        self.backend = get_backend(config.backend, spec.k_proj.weight.device)
+        qfn = self.backend.quantize
+        self.ks = TokenStore(bits, g, "channel", r, qfn, keep_first_n=n0)
+        self.vs = TokenStore(bits, g, "token", r, qfn, keep_first_n=n0)
 
-    def stores(self):
+    def stores(self) -> list[TokenStore]:
         return [self.ks, self.vs]
 
-    def _reset_stores(self):
+    def _reset_stores(self) -> None:
         for s in self.stores():
-            s.q = s.raw = s.window = None
+            s.reset()
 
     def write_and_read(self, cap, key_states, value_states, final: bool):
         b, h, q, hd = key_states.shape
@@ -43,8 +46,8 @@ class KIVILayer(HookedLayer):
             if f is not None:
                 s.add(f, allow_partial=final)
         dt = key_states.dtype
-        kk = _full(self.ks, dt)
-        vv = _full(self.vs, dt)
+        kk = self.backend.full(self.ks, dt)  # fused unpack+dequantize on the Triton backend
+        vv = self.backend.full(self.vs, dt)
         t = kk.shape[1]
         kk = kk.view(b, t, h, hd).transpose(1, 2)
         vv = vv.view(b, t, h, hd).transpose(1, 2)
@@ -53,15 +56,6 @@ class KIVILayer(HookedLayer):
             cos, sin = self.state.rope.cos_sin(kk, 0, t)
             kk = invert_rope(kk, cos, sin)
         return kk, vv
-
-
-def _full(store: TokenStore, dtype):
-    import torch
-
-    deq = store.dequant(dtype)
-    if deq is None:
-        return store.window
-    return deq if store.window is None else torch.cat([deq, store.window], -2)
 
 
 class KIVICache(HookedCache):
@@ -79,7 +73,9 @@ class KIVICache(HookedCache):
                     f"group_size={config.group_size} does not divide the KV width {spec.kv_dim} "
                     "(per-token V groups)"
                 )
-            layers.append(KIVILayer(spec, state, config, bits))
+            layer = KIVILayer(spec, state, config, bits)
+            layer.backend.check_layer(layer)
+            layers.append(layer)
         cache = cls(model, config, layers, state)
         state.simulate = simulate
         return cache

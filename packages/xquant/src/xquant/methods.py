@@ -30,17 +30,24 @@ def parse_method(
     kind, bits = m.group(1), int(m.group(2) or 16)
     if kind == "fp16":
         return None
-    common = dict(bits=bits, group_size=group_size, residual_length=residual_length)
-    early = dict(early_layers=early_layers, early_bits=early_bits)
     if kind.startswith("kivi"):
-        return KIVIConfig(pre_rope=kind == "kivi*", **common, **early)
-    cl = kind != "xquant"
+        return KIVIConfig(
+            bits=bits,
+            group_size=group_size,
+            residual_length=residual_length,
+            pre_rope=kind == "kivi*",
+            early_layers=early_layers,
+            early_bits=early_bits,
+        )
     return XQuantConfig(
+        bits=bits,
+        group_size=group_size,
+        residual_length=residual_length,
         mode=mode,
-        cross_layer=cl,
+        cross_layer=kind != "xquant",
         closed_loop=kind != "xquant-cl-open",
         base_layer=base_layer,
         base_bits=base_bits,
-        **common,
-        **early,
+        early_layers=early_layers,
+        early_bits=early_bits,
     )

@@ -17,6 +17,13 @@ import torch
 from .quant import QTensor, concat, dequantize, packed_row_bytes, quantize
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """`t` in storage of its own size (copied out of a larger storage, or as a non-contiguous view)."""
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size() or not t.is_contiguous():
+        return t.clone(memory_format=torch.contiguous_format)
+    return t
+
+
 def compact(t: torch.Tensor | None) -> torch.Tensor | None:
     """`t` in storage of its own size: a slice or expanded view of a larger tensor is copied out, so a
     store never pins memory it does not use (issue 18: the window used to pin the whole prompt's X)."""
@@ -57,8 +64,20 @@ class TokenStore:
     at flush time), hence the split `take_flush()` -> caller transforms -> `add()`.
     """
 
-    def __init__(self, bits: int, group_size: int, axis: str, residual_length: int, quantize_fn=None):
+    def __init__(
+        self,
+        bits: int,
+        group_size: int,
+        axis: str,
+        residual_length: int,
+        quantize_fn=None,
+        keep_first_n: int = 0,
+    ):
         self.bits, self.group_size, self.axis, self.residual_length = bits, group_size, axis, residual_length
+        #: the first `keep_first_n` tokens of every sequence stay in full precision for good (attention
+        #: sinks, DESIGN.md pitfall 7 / issue 22.6); quantization groups start after them
+        self.keep_first_n = keep_first_n
+        self.head: torch.Tensor | None = None
         self.q: QTensor | None = None  # packed quantized prefix
         self.raw: torch.Tensor | None = None  # bits == 16: unquantized prefix
         self.window: torch.Tensor | None = None
@@ -75,13 +94,20 @@ class TokenStore:
     def n_window(self) -> int:
         return 0 if self.window is None else self.window.shape[-2]
 
+    @property
+    def n_head(self) -> int:
+        return 0 if self.head is None else self.head.shape[-2]
+
     def __len__(self) -> int:
-        return self.n_quantized + self.n_window
+        return self.n_head + self.n_quantized + self.n_window
 
     def tensors(self) -> list[torch.Tensor]:
-        """Every tensor this store holds (packed codes, fp16 scale/zero, raw prefix, window)."""
+        """Every tensor this store holds (sink head, packed codes, fp16 scale/zero, raw prefix, window)."""
         out = [] if self.q is None else [self.q.codes, self.q.scale, self.q.zero]
-        return out + [t for t in (self.raw, self.window) if t is not None]
+        return out + [t for t in (self.head, self.raw, self.window) if t is not None]
+
+    def reset(self) -> None:
+        self.head = self.q = self.raw = self.window = None
 
     def nbytes(self) -> int:
         """Bytes of the storages really held (not the views' sizes): see `storage_nbytes`."""
@@ -89,7 +115,15 @@ class TokenStore:
 
     # -- writing -----------------------------------------------------------------------------
     def push(self, x: torch.Tensor) -> None:
-        """Append new tokens ``[B, q, C]`` to the full-precision window."""
+        """Append new tokens ``[B, q, C]``: the first `keep_first_n` of the stream to the sink head,
+        the rest to the full-precision window."""
+        room = self.keep_first_n - self.n_head
+        if room > 0 and self.n_quantized + self.n_window == 0:
+            take = x[..., :room, :]
+            self.head = compact(take) if self.head is None else torch.cat([self.head, take], dim=-2)
+            x = x[..., room:, :]
+            if x.shape[-2] == 0:
+                return
         self.window = compact(x) if self.window is None else torch.cat([self.window, x], dim=-2)
 
     def take_flush(self, final: bool = False) -> torch.Tensor | None:
@@ -105,7 +139,7 @@ class TokenStore:
             k = 0
             while n - k >= self.group_size and n - k > self.residual_length:
                 k += self.group_size
-        if k == 0:
+        if k == 0 or self.window is None:
             return None
         out, self.window = self.window[..., :k, :], compact(self.window[..., k:, :])
         return out
@@ -127,6 +161,13 @@ class TokenStore:
             return self.raw.to(dtype)
         return None if self.q is None else dequantize(self.q, dtype)
 
+    def full(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """Every stored token in order: sink head, dequantized prefix, window (None when empty)."""
+        parts = [p.to(dtype) for p in (self.head, self.dequant(dtype), self.window) if p is not None]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+
     # -- cache API helpers -------------------------------------------------------------------
     def _map(self, fn) -> None:
         if self.q is not None:
@@ -139,10 +180,10 @@ class TokenStore:
                 self.q.axis,
                 self.q.channels,
             )
-        if self.raw is not None:
-            self.raw = fn(self.raw)
-        if self.window is not None:
-            self.window = fn(self.window)
+        for name in ("head", "raw", "window"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, fn(t))
 
     def index_batch(self, idx: torch.Tensor) -> None:
         self._map(lambda t: t.index_select(0, idx.to(t.device)))
@@ -155,7 +196,7 @@ class TokenStore:
         if remove > len(self):
             raise ValueError(f"cannot remove {remove} tokens from a store of {len(self)}")
         rest = remove - self.n_window
-        if rest > 0 and self.raw is None and self.axis == "channel":
+        if rest > 0 and self.q is not None and self.axis == "channel":
             raise NotImplementedError(
                 f"cannot crop {remove} tokens: {rest} of them are inside per-channel quantized groups "
                 f"(only the {self.n_window} newest tokens are in the full-precision window); use "
@@ -166,27 +207,30 @@ class TokenStore:
         """Drop the newest `remove` tokens (window first, then per-token codes; per-channel groups stay whole)."""
         self.check_crop(remove)
         w = min(remove, self.n_window)
-        if w:
+        if w and self.window is not None:
             self.window = compact(self.window[..., : self.n_window - w, :])
         rest = remove - w
         if rest <= 0:
             return
-        if self.raw is not None:
-            self.raw = compact(self.raw[..., : self.raw.shape[-2] - rest, :])
-            return
-        keep = self.q.tokens - rest
-        if keep == 0:
+        nq = min(rest, self.n_quantized)
+        if self.raw is not None and nq:
+            self.raw = compact(self.raw[..., : self.raw.shape[-2] - nq, :])
+        elif self.q is not None and nq:
+            q, keep = self.q, self.q.tokens - nq
             self.q = None
-            return
-        self.q = QTensor(
-            compact(self.q.codes[..., :keep, :]),
-            compact(self.q.scale[..., :keep, :]),
-            compact(self.q.zero[..., :keep, :]),
-            self.q.bits,
-            self.q.group_size,
-            self.q.axis,
-            self.q.channels,
-        )
+            if keep:
+                self.q = QTensor(
+                    _own(q.codes[..., :keep, :]),
+                    _own(q.scale[..., :keep, :]),
+                    _own(q.zero[..., :keep, :]),
+                    q.bits,
+                    q.group_size,
+                    q.axis,
+                    q.channels,
+                )
+        rest -= nq
+        if rest > 0 and self.head is not None:
+            self.head = compact(self.head[..., : self.n_head - rest, :])
 
 
 def stream_bytes(
@@ -199,16 +243,24 @@ def stream_bytes(
     residual_length: int,
     window_elt: int,
     window_channels: int | None = None,
+    keep_first_n: int = 0,
+    raw_elt: int | None = None,
 ) -> int:
-    """Analytic bytes of one TokenStore holding `tokens` tokens (used to check `nbytes()` honestly)."""
+    """Analytic bytes of one TokenStore holding `tokens` tokens (used to check `nbytes()` honestly).
+
+    `window_elt` is the element size of the full-precision window and sink head, `raw_elt` that of a
+    bits=16 prefix (default: the same)."""
     window_channels = channels if window_channels is None else window_channels
+    head = min(tokens, keep_first_n)
+    head_bytes = batch * head * window_channels * window_elt
+    tokens -= head
     nq = flushed_tokens(tokens, bits, group_size, axis, residual_length)
     nw = tokens - nq
     if bits == 16:
-        return batch * tokens * channels * window_elt
+        return head_bytes + batch * tokens * channels * (window_elt if raw_elt is None else raw_elt)
     codes = nq * packed_row_bytes(channels, bits)
     if axis == "token":
         meta = nq * (channels // group_size) * 4
     else:
         meta = (nq // group_size) * channels * 4
-    return batch * (codes + meta + nw * window_channels * window_elt)
+    return head_bytes + batch * (codes + meta + nw * window_channels * window_elt)

@@ -63,20 +63,10 @@ def weight_hash(w: torch.Tensor) -> str:
     h.update(w.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes())
     digest = h.hexdigest()
     try:
-        w._xquant_hash = (stamp, digest)
+        setattr(w, "_xquant_hash", (stamp, digest))  # noqa: B010 - a private memo on the tensor
     except (AttributeError, RuntimeError):  # pragma: no cover - tensors that refuse attributes
         pass
     return digest
-
-
-def _disk_dir(svd_path) -> Path | None:
-    if svd_path is None or svd_path is False:
-        return None
-    if svd_path is True:
-        from paperworks_shared.cache import cache_root
-
-        return cache_root() / "xquant-svd"
-    return Path(svd_path).expanduser()
 
 
 def _load(path: Path, device, dtype, keep_m: bool) -> Latent | None:
@@ -103,22 +93,38 @@ def cached_factors(
         return memo[key]
     full = key.replace(f"|{'um' if keep_m else 'u'}", "|um")
     if not keep_m and full in memo:  # a latent-mode set exists: share its U
-        lat = Latent(memo[full].u, None)
-        memo[key] = lat
-        return lat
+        shared = Latent(memo[full].u, None)
+        memo[key] = shared
+        return shared
     device = weights[0].device
 
     def compute() -> Latent:
         w = torch.cat([x.detach() for x in weights], 0).T
         return latent_factors(w, dtype, keep_m=keep_m)
 
-    folder = _disk_dir(svd_path)
-    if folder is None:
-        lat = compute()
-    else:
+    def blob(lat: Latent) -> dict:
+        return {"u": lat.u.cpu(), "m": None if lat.m is None else lat.m.cpu(), "key": key}
+
+    name = hashlib.sha256(key.encode()).hexdigest()[:32]
+    lat: Latent | None = None
+    if svd_path is True:  # the shared paperworks cache: one builder, published by atomic rename
+        from paperworks_shared.cache import get_or_build
+        from paperworks_shared.files import atomic_torch_save
+
+        built: list[Latent] = []
+
+        def build(staging: Path) -> None:
+            built.append(compute())
+            atomic_torch_save(blob(built[0]), staging / "factors.pt")
+
+        folder, _ = get_or_build("xquant-svd", name, build)
+        lat = built[0] if built else _load(folder / "factors.pt", device, dtype, keep_m)
+        if lat is None:  # an unreadable entry (foreign dtype, corrupt): recompute in memory
+            lat = compute()
+    elif svd_path is not None and svd_path is not False:
         from paperworks_shared.files import atomic_torch_save, file_lock
 
-        name = hashlib.sha256(key.encode()).hexdigest()[:32]
+        folder = Path(svd_path).expanduser()
         path = folder / f"{name}.pt"
         lat = _load(path, device, dtype, keep_m) if path.is_file() else None
         if lat is None:
@@ -126,7 +132,8 @@ def cached_factors(
                 lat = _load(path, device, dtype, keep_m) if path.is_file() else None
                 if lat is None:
                     lat = compute()
-                    blob = {"u": lat.u.cpu(), "m": None if lat.m is None else lat.m.cpu(), "key": key}
-                    atomic_torch_save(blob, path)
+                    atomic_torch_save(blob(lat), path)  # private temp file + rename
+    else:
+        lat = compute()
     memo[key] = lat
     return lat

@@ -29,6 +29,8 @@ def dequant_matmul_ref(
     if bias is not None:
         y = y + bias.float()
     if rope is not None:
+        if head_dim is None:
+            raise ValueError("rope=(cos, sin) needs head_dim")
         cos, sin = (t.float() for t in rope)
         *lead, t, n = y.shape
         yh = y.reshape(*lead, t, n // head_dim, head_dim)
