@@ -162,7 +162,6 @@ def test_keep_first_n_protects_a_sink_token_from_per_channel_groups(tiny):
     """A massive first token (attention-sink style) wrecks the per-channel groups it belongs to; with
     keep_first_n=1 it stays exact and the other tokens' keys are quantized among themselves."""
     model = tiny("llama-gqa")
-    ids = _ids(33, 8)
     errs = {}
     for n0 in (0, 1):
         cfg = KIVIConfig(bits=2, group_size=16, residual_length=0, keep_first_n=n0)
