@@ -48,14 +48,14 @@ def _ids(path):
 
 def test_dead_server_exits_nonzero_with_one_line(tmp_path, capsys):
     traces = _write_traces(tmp_path / "t.jsonl", 4)
-    out = tmp_path / "a.jsonl"
+    out = tmp_path / "a" / "annotations.jsonl"
     url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
     rc = main(
         [
             "annotate",
             str(traces),
             "-o",
-            str(out),
+            str(out.parent),
             "--judge",
             url,
             "--model",
@@ -78,9 +78,9 @@ def test_dead_server_exits_nonzero_with_one_line(tmp_path, capsys):
 
 def test_abort_after_consecutive_failures(tmp_path, capsys):
     traces = _write_traces(tmp_path / "t.jsonl", 12)
-    out = tmp_path / "a.jsonl"
+    out = tmp_path / "a" / "annotations.jsonl"
     url = f"http://127.0.0.1:{_free_port()}/v1"
-    args = ["annotate", str(traces), "-o", str(out), "--judge", url, "--model", "m", "--retries", "0"]
+    args = ["annotate", str(traces), "-o", str(out.parent), "--judge", url, "--model", "m", "--retries", "0"]
     rc = main(args + ["--cache", "", "--quiet", "--concurrency", "1", "--max-consecutive-failures", "3"])
     err = capsys.readouterr().err
     assert rc == 1 and "9 not attempted" in err and "aborted after 3 traces in a row" in err
@@ -93,7 +93,7 @@ def test_killed_server_keeps_finished_and_resume_sends_only_the_rest(tmp_path, c
     trace; --resume against a fresh server finishes the rest without re-sending finished requests."""
     n = 10
     traces = _write_traces(tmp_path / "t.jsonl", n)
-    out = tmp_path / "a.jsonl"
+    out = tmp_path / "a" / "annotations.jsonl"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
 
     def start_stub():
@@ -106,7 +106,7 @@ def test_killed_server_keeps_finished_and_resume_sends_only_the_rest(tmp_path, c
         return p, p.stdout.readline().split("listening on", 1)[1].strip()
 
     stub, url = start_stub()
-    base = ["annotate", str(traces), "-o", str(out), "--model", "stub", "--cache", "", "--quiet"]
+    base = ["annotate", str(traces), "-o", str(out.parent), "--model", "stub", "--cache", "", "--quiet"]
     base += ["--concurrency", "1", "--retries", "0"]
     rc = []
     try:
@@ -144,9 +144,9 @@ def test_killed_server_keeps_finished_and_resume_sends_only_the_rest(tmp_path, c
 
 def test_resume_counts_requests_and_retries_failed(tmp_path, capsys):
     traces = _write_traces(tmp_path / "t.jsonl", 6)
-    out = tmp_path / "a.jsonl"
+    out = tmp_path / "a" / "annotations.jsonl"
     with StubServer(StubBehaviour(style="terse")) as srv:
-        args = ["annotate", str(traces), "-o", str(out), "--judge", srv.base_url, "--model", "stub"]
+        args = ["annotate", str(traces), "-o", str(out.parent), "--judge", srv.base_url, "--model", "stub"]
         args += ["--cache", "", "--quiet"]
         assert main(args) == 0
         full = open(out).read().splitlines()
@@ -167,12 +167,12 @@ def test_resume_counts_requests_and_retries_failed(tmp_path, capsys):
 
 def test_resume_refuses_another_judge_model(tmp_path, capsys):
     traces = _write_traces(tmp_path / "t.jsonl", 2)
-    out = tmp_path / "a.jsonl"
-    base = ["annotate", str(traces), "-o", str(out), "--judge", "stub", "--cache", "", "--quiet"]
+    out = tmp_path / "a" / "annotations.jsonl"
+    base = ["annotate", str(traces), "-o", str(out.parent), "--judge", "stub", "--cache", "", "--quiet"]
     assert main(base) == 0
     with StubServer() as srv:
         rc = main(
-            ["annotate", str(traces), "-o", str(out), "--judge", srv.base_url, "--model", "other"]
+            ["annotate", str(traces), "-o", str(out.parent), "--judge", srv.base_url, "--model", "other"]
             + ["--cache", "", "--quiet", "--resume"]
         )
         assert rc == 2 and srv.n_requests == 0
@@ -193,9 +193,9 @@ def test_streamed_records_are_on_disk_before_the_run_ends(tmp_path):
 
 def test_token_and_cost_total(tmp_path, capsys):
     traces = _write_traces(tmp_path / "t.jsonl", 5)
-    out = tmp_path / "a.jsonl"
+    out = tmp_path / "a" / "annotations.jsonl"
     with StubServer(StubBehaviour(style="echo")) as srv:
-        args = ["annotate", str(traces), "-o", str(out), "--judge", srv.base_url, "--model", "stub"]
+        args = ["annotate", str(traces), "-o", str(out.parent), "--judge", srv.base_url, "--model", "stub"]
         args += ["--cache", str(tmp_path / "c"), "--quiet", "--concurrency", "1"]
         args += [
             "--price-input-per-1m",
@@ -353,20 +353,23 @@ BAD_INPUTS = [
     (["annotate", "MISSING", "-o", "O", "--judge", "stub"], "no such trace file"),
     (["annotate", "BADJSON", "-o", "O", "--judge", "stub"], "cannot load traces"),
     (["annotate", "LATIN1", "-o", "O", "--judge", "stub"], "cannot load traces"),
-    (["annotate", "T", "-o", "NOTDIR/a.jsonl", "--judge", "stub"], "is not a directory"),
-    (["annotate", "T", "-o", "DIR", "--judge", "stub"], "is a directory"),
+    (["annotate", "T", "-o", "NOTDIR/a", "--judge", "stub"], "is not writable"),
+    (["annotate", "T", "-o", "NOTDIR", "--judge", "stub"], "exists and is not a directory"),
+    (["annotate", "T", "-o", "CLASH", "--judge", "stub"], "annotations.jsonl inside it is a directory"),
     (["annotate", "T", "-o", "O", "--judge", "stub", "--prompt-pack", "/no/such/pack"], "--prompt-pack"),
     (["annotate", "T", "-o", "O", "--judge", "stub", "--few-shot"], "few_shot=True"),
     (["validate", "MISSING"], "No such file"),
     (["validate", "BADJSON"], "cannot"),
-    (["normalize", "T", "-o", "NOTDIR/n.jsonl"], "is not a directory"),
+    (["normalize", "T", "-o", "NOTDIR/n"], "is not writable"),
+    (["normalize", "T", "-o", "NOTDIR"], "exists and is not a directory"),
     (["agree", "T", "MISSING"], "no such file"),
     (["agree", "T", "T2"], "no trace_id in common"),
     (["agree", "T", "T", "--bootstrap", "-5"], "--bootstrap"),
     (["report", "MISSING"], "No such file"),
     (["report", "T", "--by", "colour"], "--by"),
-    (["report", "ANN", "--md", "NOTDIR/r.md"], "is not a directory"),
-    (["report", "ANN", "--plot", "O.xyz"], "--plot"),
+    (["report", "ANN", "--out", "NOTDIR/r"], "is not writable"),
+    (["report", "ANN", "--out", "NOTDIR"], "exists and is not a directory"),
+    (["report", "ANN", "--out", "O", "--plot-format", "xyz"], "--plot-format"),
     (["detect", "MISSING"], "no such trace file"),
     (["stub-server", "--port", "70000"], "--port"),
     (["stub-server", "--prevalence", "1.5"], "--prevalence"),
@@ -391,28 +394,33 @@ def test_cli_bad_inputs_exit_2_with_one_line(argv, message, tmp_path, capsys):
     notdir = tmp_path / "plainfile"  # an output below a plain file cannot be created (also as root)
     notdir.write_text("x")
     (tmp_path / "dir").mkdir()
-    ann = tmp_path / "ann.jsonl"
+    ann = tmp_path / "ann" / "annotations.jsonl"
     if "ANN" in argv:
-        assert main(["annotate", str(t), "-o", str(ann), "--judge", "stub", "--cache", "", "--quiet"]) == 0
+        assert (
+            main(["annotate", str(t), "-o", str(ann.parent), "--judge", "stub", "--cache", "", "--quiet"])
+            == 0
+        )
         capsys.readouterr()
     subst = {
         "T": str(t),
         "T2": str(t2),
-        "O": str(tmp_path / "o.jsonl"),
+        "O": str(tmp_path / "o"),
+        "CLASH": str(tmp_path / "clash"),
+        "NOTDIR": str(notdir),
         "MISSING": str(tmp_path / "missing.json"),
         "BADJSON": str(bad),
         "LATIN1": str(latin),
         "DIR": str(tmp_path / "dir"),
         "ANN": str(ann),
-        "O.xyz": str(tmp_path / "o.xyz"),
     }
+    (tmp_path / "clash" / "annotations.jsonl").mkdir(parents=True)
     args = [subst.get(x, x.replace("NOTDIR/", str(notdir) + "/")) for x in argv]
     rc = main(args + (["--cache", ""] if argv[0] == "annotate" else []))
     err = capsys.readouterr().err
     assert rc == 2, err
     assert message in err, err
     assert "Traceback" not in err
-    assert not (tmp_path / "o.jsonl").exists()  # nothing was started
+    assert not (tmp_path / "o" / "annotations.jsonl").exists()  # nothing was started
 
 
 def test_cuda_device_without_cuda_is_one_line_error(tmp_path, capsys):
@@ -422,12 +430,12 @@ def test_cuda_device_without_cuda_is_one_line_error(tmp_path, capsys):
     t = _write_traces(tmp_path / "t.jsonl", 2)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    out = tmp_path / "o.jsonl"
+    out = tmp_path / "o" / "annotations.jsonl"
     argv = [
         "annotate",
         str(t),
         "-o",
-        str(out),
+        str(out.parent),
         "--judge",
         f"hf:{model_dir}",
         "--device",

@@ -30,8 +30,8 @@ def test_taxonomy_validate_normalize(fixtures, tmp_path, capsys):
     assert main(["validate", str(fixtures / "ag2.json")]) == 0
     v = json.loads(capsys.readouterr().out)
     assert v["format"] == "ag2" and v["leak_fields_found"] == {"note": 1, "other_data": 1}
-    out = tmp_path / "n.jsonl"
-    assert main(["normalize", str(fixtures / "mad.json"), "-o", str(out)]) == 0
+    out = tmp_path / "n" / "traces.jsonl"
+    assert main(["normalize", str(fixtures / "mad.json"), "-o", str(out.parent)]) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["labels"]["1.3"] == 1 and "sanitize" in rows[0]["metadata"]
     assert main(["validate", str(tmp_path / "missing.json")]) == 2
@@ -47,14 +47,14 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
     try:
         url = proc.stdout.readline().split("listening on", 1)[1].strip()
         assert url.startswith("http://127.0.0.1:")
-        traces = tmp_path / "t.jsonl"
-        assert main(["normalize", str(fixtures / "mad.json"), "-o", str(traces)]) == 0
-        out, cache = tmp_path / "a.jsonl", tmp_path / "cache"
+        traces = tmp_path / "t" / "traces.jsonl"
+        assert main(["normalize", str(fixtures / "mad.json"), "-o", str(traces.parent)]) == 0
+        out, cache = tmp_path / "a" / "annotations.jsonl", tmp_path / "cache"
         args = [
             "annotate",
             str(traces),
             "-o",
-            str(out),
+            str(out.parent),
             "--judge",
             url,
             "--model",
@@ -81,7 +81,7 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
         proc.wait(timeout=10)
     assert main(["agree", str(traces), str(out), "--per-mode", "--bootstrap", "20"]) == 0
     assert "Agreement on 2 common traces" in capsys.readouterr().out
-    md, png = tmp_path / "r.md", tmp_path / "r.png"
+    md, png = tmp_path / "r" / "report.md", tmp_path / "r" / "report.png"
     assert (
         main(
             [
@@ -91,12 +91,8 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
                 "mas_name",
                 "--normalize",
                 "share",
-                "--md",
-                str(md),
-                "--plot",
-                str(png),
-                "--csv",
-                str(tmp_path / "r.csv"),
+                "--out",
+                str(md.parent),
                 "--traces",
                 str(traces),
             ]
@@ -105,6 +101,7 @@ def test_annotate_agree_report_against_served_stub(fixtures, tmp_path, capsys):
     )
     text = md.read_text()
     assert "Normalisation: **share**" in text and png.stat().st_size > 1000
+    assert len((md.parent / "report.csv").read_text().splitlines()) > 1
     assert "Deterministic detectors vs judge" in text and "step_repetition" in text
     assert main(["detect", str(fixtures / "hyperagent.json")]) == 0
 

@@ -1,11 +1,11 @@
 """`make bench` experiments for MAST (issue 10, deliverable 8; DESIGN.md §3.4 E1-E4, §5.4).
 
-1. parse_accuracy      official-style first-match parser vs ours on synthetic judge outputs (E1)
-2. kappa_vs_prevalence κ per mode under a noisy simulated judge at MAD-1242 prevalences (E2)
-3. stub_throughput     annotation throughput vs concurrency 1/4/16/64 on the loopback stub + cached re-run (E4)
-4. layout_prefix_cache prefix tokens reused, paper vs cache_friendly layout, on the stub's prefix cache (E4)
-5. chunk_inflation     OR-aggregation over k chunks inflates prevalence by 1-(1-p)^k (E3)
-6. vllm_e2e            real vLLM CPU server end to end, when a vLLM python is available
+1. parse-accuracy      official-style first-match parser vs ours on synthetic judge outputs (E1)
+2. kappa-vs-prevalence κ per mode under a noisy simulated judge at MAD-1242 prevalences (E2)
+3. stub-throughput     annotation throughput vs concurrency 1/4/16/64 on the loopback stub + cached re-run (E4)
+4. layout-prefix-cache prefix tokens reused, paper vs cache_friendly layout, on the stub's prefix cache (E4)
+5. chunk-inflation     OR-aggregation over k chunks inflates prevalence by 1-(1-p)^k (E3)
+6. vllm-e2e            real vLLM CPU server end to end, when a vLLM python is available
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def parse_accuracy(ctx) -> None:
     ax[0][0].legend(fontsize=7)
     worst = max(rows, key=lambda r: r["first_match_wrong_%"])
     ctx.record(
-        "parse_accuracy",
+        "parse-accuracy",
         rows=rows,
         metrics={f"overall_{k}": v for k, v in tot.items()},
         params={"n_per_style": n},
@@ -180,7 +180,7 @@ def kappa_vs_prevalence(ctx) -> None:
         "accuracy_flip10": float(np.mean(acc[0.10])),
     }
     ctx.record(
-        "kappa_vs_prevalence",
+        "kappa-vs-prevalence",
         rows=rows,
         metrics=met,
         params={"replicates": reps, "traces": n_tr},
@@ -287,7 +287,7 @@ def stub_throughput(ctx) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cpu_ms = statistics.mean(r["client_cpu_ms_per_trace"] for r in rows)
     ctx.record(
-        "stub_throughput",
+        "stub-throughput",
         rows=rows,
         params={"stub_latency_s": latency, "traces": n, "load_avg_1min": load},
         metrics={
@@ -357,7 +357,7 @@ def layout_prefix_cache(ctx) -> None:
     few = [r for r in rows if r["pack"].startswith("official")]
     paper, cf = few[0], few[1]
     ctx.record(
-        "layout_prefix_cache",
+        "layout-prefix-cache",
         rows=rows,
         params={"traces": n, "stub_prefill_s_per_token": prefill, "cache_block_chars": 64},
         metrics={
@@ -416,7 +416,7 @@ def chunk_inflation(ctx) -> None:
     ax[0][0].set_ylabel("flagged prevalence (no true failures)")
     ax[0][0].legend(fontsize=7)
     ctx.record(
-        "chunk_inflation",
+        "chunk-inflation",
         rows=rows,
         params={"traces": n, "p": p},
         claim="DESIGN.md E3: OR-aggregating k chunks with per-call false-positive rate p inflates prevalence by "
@@ -444,7 +444,7 @@ def vllm_e2e(ctx) -> None:
     py = vllm_python()
     if py is None:
         ctx.record(
-            "vllm_e2e",
+            "vllm-e2e",
             rows=[
                 {
                     "status": "not available",
@@ -462,7 +462,7 @@ def vllm_e2e(ctx) -> None:
 
     rows, verdict = run_vllm_e2e(py, n_traces=ctx.pick(smoke=4, cpu=16, gpu=32))
     ctx.record(
-        "vllm_e2e",
+        "vllm-e2e",
         rows=rows,
         claim="Issue 10 §8: end-to-end run against a real vLLM server on CPU.",
         verdict=verdict,

@@ -22,7 +22,6 @@ from paperworks_shared.cli import (
     add_bench_command,
     add_debug_flag,
     add_runtime_args,
-    check_out_file,
     choice_of,
     existing_dir,
     int_range,
@@ -140,10 +139,26 @@ def cmd_validate(a) -> int:
     return 1 if empty else 0
 
 
+# `--out` is always a folder; the commands name the files inside it (issue 20.4)
+NORMALIZE_FILE = "traces.jsonl"
+ANNOTATE_FILE = "annotations.jsonl"
+REPORT_FILES = ("report.md", "report.csv")  # + report.<--plot-format>
+
+
+def _out_file(out_dir: str, name: str) -> Path:
+    """``out_dir/name`` after proving the folder writable and the name free of a directory."""
+    from paperworks_shared.cli import check_out_dir
+
+    target = check_out_dir(out_dir) / name
+    if target.is_dir():
+        raise UserError(f"--out {out_dir!r}: {name} inside it is a directory")
+    return target
+
+
 def cmd_normalize(a) -> int:
     from .traces import sanitize_trace, save_traces
 
-    check_out_file(a.output, what="--output")
+    target = _out_file(a.out, NORMALIZE_FILE)
     traces = _load(a.path, a.format)
     if not a.no_sanitize:
         out = []
@@ -153,8 +168,8 @@ def cmd_normalize(a) -> int:
             clean.metadata["sanitize"] = rep.to_dict()
             out.append(clean)
         traces = out
-    save_traces(traces, a.output)
-    print(f"wrote {len(traces)} traces to {a.output}", file=sys.stderr)
+    save_traces(traces, target)
+    print(f"wrote {len(traces)} traces to {target}", file=sys.stderr)
     return 0
 
 
@@ -241,7 +256,7 @@ def cmd_annotate(a) -> int:
     # everything the user gave is checked before the first judge call
     require(not (a.resume and a.overwrite), "--resume and --overwrite exclude each other")
     _check_judge_args(a)
-    out = check_out_file(a.output, what="--output")
+    out = _out_file(a.out, ANNOTATE_FILE)
     if a.cache:
         from paperworks_shared.cli import check_out_dir
 
@@ -259,7 +274,7 @@ def cmd_annotate(a) -> int:
     previous = _existing_annotations(out) if not a.overwrite else []
     if previous and not a.resume:
         raise UserError(
-            f"--output {out} already holds {len(previous)} annotation(s); pass --resume to finish the "
+            f"--out {a.out}: {out} already holds {len(previous)} annotation(s); pass --resume to finish the "
             "missing/failed traces or --overwrite to start again"
         )
     wanted = set(ids)
@@ -291,7 +306,7 @@ def cmd_annotate(a) -> int:
             if diff:
                 raise UserError(
                     f"--resume: {out} was annotated with a different {'/'.join(diff)} "
-                    f"({', '.join(f'{k}={x.judge.get(k)!r}' for k in diff)}); use another --output"
+                    f"({', '.join(f'{k}={x.judge.get(k)!r}' for k in diff)}); use another --out folder"
                 )
     # start the file from the records kept (also drops a torn last line), then append as traces finish
     atomic_write_text(out, "".join(json.dumps(x.to_dict(), ensure_ascii=False) + "\n" for x in previous))
@@ -402,12 +417,17 @@ def cmd_report(a) -> int:
     from . import report as rp
     from .annotate import load_annotations
 
-    if a.plot:
-        fmt = Path(a.plot).suffix.lstrip(".").lower()
-        require(fmt in _PLOT_FORMATS, f"--plot {a.plot!r}: use a .png, .pdf, .svg or .jpg file name")
-    for opt, val in (("--md", a.md), ("--csv", a.csv), ("--plot", a.plot)):
-        if val:
-            check_out_file(val, what=opt)
+    outs: dict[str, Path] = {}
+    if a.out:
+        names = [*REPORT_FILES] + ([] if a.no_plot else [f"report.{a.plot_format}"])
+        outs = {n.split(".")[1] if n in REPORT_FILES else "plot": _out_file(a.out, n) for n in names}
+        if "plot" in outs:
+            import importlib.util
+
+            require(
+                importlib.util.find_spec("matplotlib") is not None,
+                "the report plot needs matplotlib (pip install 'paperworks-mast[bench]'), or pass --no-plot",
+            )
     try:
         anns = load_annotations(a.annotations)
     except (ValueError, TypeError) as e:
@@ -432,19 +452,19 @@ def cmd_report(a) -> int:
         for r in rows_cc:
             r["disagree_ids"] = ",".join(r["disagree_ids"][:5])
         md += "\n## Deterministic detectors vs judge\n\n" + rp.to_markdown(rows_cc)
-    if a.md:
-        atomic_write_text(a.md, md)
-    else:
+    if not outs:
         print(md)
-    if a.csv:
-        atomic_write_text(a.csv, rp.to_csv(rows))
-    if a.plot:
+        return 0
+    atomic_write_text(outs["md"], md)
+    atomic_write_text(outs["csv"], rp.to_csv(rows))
+    if "plot" in outs:
         import matplotlib.pyplot as plt
 
-        with atomic_path(a.plot) as tmp:
+        with atomic_path(outs["plot"]) as tmp:
             fig = rp.plot(rows, a.normalize, by)
-            fig.savefig(tmp, dpi=110, format=Path(a.plot).suffix.lstrip(".").lower())
+            fig.savefig(tmp, dpi=110, format=a.plot_format)
             plt.close(fig)
+    print(f"wrote {', '.join(str(p) for p in outs.values())}", file=sys.stderr)
     return 0
 
 
@@ -510,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sp("normalize", help="convert traces to the canonical JSONL (sanitised by default)")
     s.add_argument("path")
-    s.add_argument("-o", "--output", required=True)
+    s.add_argument("-o", "--out", required=True, help=f"output folder: writes OUT/{NORMALIZE_FILE}")
     s.add_argument("--format", default="auto", type=fmt_type, help=fmt_help)
     s.add_argument("--keep-fields", nargs="*", default=[], help="leak fields to keep (escape hatch)")
     s.add_argument("--no-sanitize", action="store_true", help="write traces as loaded")
@@ -520,9 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("traces")
     s.add_argument(
         "-o",
-        "--output",
+        "--out",
         required=True,
-        help="annotations JSONL: each trace is appended (fsync) as it finishes; rewritten in input order at the end",
+        help=f"output folder: OUT/{ANNOTATE_FILE} gets each trace appended (fsync) as it finishes and is "
+        "rewritten in input order at the end",
     )
     s.add_argument(
         "--judge",
@@ -564,9 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this many traces in a row fail with a judge error (0: never)",
     )
     s.add_argument(
-        "--resume", action="store_true", help="keep the finished annotations in --output; do the rest"
+        "--resume", action="store_true", help="keep the finished annotations in --out; do the rest"
     )
-    s.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    s.add_argument("--overwrite", action="store_true", help="replace the annotations in --out")
     s.add_argument("--price-input-per-1m", type=nonneg_float, default=0.0, help="USD per 1M prompt tokens")
     s.add_argument(
         "--price-output-per-1m", type=nonneg_float, default=0.0, help="USD per 1M completion tokens"
@@ -597,9 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--by", default="", type=_by_type, help="comma-separated grouping: mas_name,llm_name,benchmark"
     )
     s.add_argument("--normalize", default="prevalence", choices=["share", "prevalence", "count"])
-    s.add_argument("--md", default="")
-    s.add_argument("--csv", default="")
-    s.add_argument("--plot", default="")
+    s.add_argument(
+        "--out",
+        default="",
+        help="output folder: report.md, report.csv and report.<--plot-format> (default: markdown to stdout)",
+    )
+    s.add_argument("--plot-format", default="png", choices=_PLOT_FORMATS, help="image format of the plot")
+    s.add_argument("--no-plot", action="store_true", help="no plot (matplotlib is in the [bench] extra)")
     s.add_argument("--traces", default="", help="the annotated traces: adds the detector cross-check table")
     s.set_defaults(fn=cmd_report)
 
