@@ -1,4 +1,4 @@
-"""ChipNet (notes §1.4): hand-computed soft gates / losses, budget loss zero at the budget, a short search."""
+"""ChipNet (DESIGN.md §1.4): hand-computed soft gates / losses, budget loss zero at the budget, a short search."""
 
 import copy
 import math

@@ -41,12 +41,27 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="t.pt"):
         load(tmp_path / "t.pt")
     blob = torch.load(tmp_path / "m.pt", weights_only=True)
-    blob["state_dict"] = {k: v for k, v in list(blob["state_dict"].items())[:-1]}
+    assert blob["format"] == "paperworks-checkpoint" and blob["kind"] == "tracker-prune/tracker"
+    blob["state"] = {k: v for k, v in list(blob["state"].items())[:-1]}
     torch.save(blob, tmp_path / "s.pt")
     with pytest.raises(CheckpointError, match="does not match"):
         load(tmp_path / "s.pt")
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.pt")
+    blob["kind"] = "metadock/learner"  # another package's checkpoint: refused, naming what it holds
+    torch.save(blob, tmp_path / "k.pt")
+    with pytest.raises(CheckpointError, match="metadock/learner"):
+        load(tmp_path / "k.pt")
+
+
+def test_old_format_checkpoint_still_loads(tmp_path):
+    from tracker_prune.io import describe
+
+    torch.manual_seed(0)
+    m = build_tracker("cnn").eval()
+    torch.save({"spec": describe(m), "state_dict": m.state_dict()}, tmp_path / "old.pt")
+    z, x = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)
+    assert torch.equal(load(tmp_path / "old.pt")(z, x)["box"], m(z, x)["box"])
 
 
 def test_no_unsafe_unpickling_in_the_package():

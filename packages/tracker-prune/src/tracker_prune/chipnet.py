@@ -15,7 +15,7 @@ Because every prunable unit of this package sits between fixed (residual-stream)
 of a unit is *linear* in its kept count, so ``V`` per kind is ``sum_u c_u * sum_j R(zeta_t[u, j]) /
 sum_u c_u * n_u`` with the per-element costs ``c_u`` that `Pruner.element_cost` already computes
 (ChipNet's bilinear ``rem_l * rem_prev`` term never arises: no two prunable widths meet in one
-weight). Thresholding (notes §1.4): channels ``thr = min(sorted(zeta_t)[int((1 - V_c) n)], 0.9)``;
+weight). Thresholding (DESIGN.md §1.4): channels ``thr = min(sorted(zeta_t)[int((1 - V_c) n)], 0.9)``;
 params / FLOPs: binary search on the threshold until the realised ratio is <= V_c.
 """
 
@@ -25,7 +25,7 @@ import math
 
 import torch
 
-# ChipNet defaults (notes §1.4; transmuteAI/ChipNet pruning.py)
+# ChipNet defaults (DESIGN.md §1.4; transmuteAI/ChipNet pruning.py)
 BUDGET_WEIGHT = 30.0
 CRISP_WEIGHT = 10.0
 
@@ -53,7 +53,7 @@ def soft_round(z: torch.Tensor, sigma: float) -> torch.Tensor:
 class ChipNetGates:
     """Holds ChipNet's annealed temperatures and maps a unit's psi to its soft gate ``zeta_t``.
 
-    Schedules per epoch (notes §1.4): beta from 1, ``+0.1 / b_inc`` (b_inc = 5), max 6; gamma from 2,
+    Schedules per epoch (DESIGN.md §1.4): beta from 1, ``+0.1 / b_inc`` (b_inc = 5), max 6; gamma from 2,
     ``* 2 ** (1 / g_inc)`` (g_inc = 2), max 256; sigma from 10, +5, max 60. A short search maps
     its steps onto ``epochs`` virtual epochs (see `callback`).
     """
@@ -124,7 +124,7 @@ def chipnet_loss(units: dict, gates: ChipNetGates, cost: dict, budget: float) ->
 
 
 def threshold_masks(scores: dict, cost: dict, budget: float, kind: str, iters: int = 40) -> dict:
-    """Binary masks ``zeta_t >= thr`` over all pooled gates (ChipNet thresholding, notes §1.4)."""
+    """Binary masks ``zeta_t >= thr`` over all pooled gates (ChipNet thresholding, DESIGN.md §1.4)."""
     flat = torch.cat([s.flatten() for s in scores.values()])
     if kind == "channels":
         srt = torch.sort(flat).values

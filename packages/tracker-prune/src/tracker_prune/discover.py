@@ -2,7 +2,7 @@
 
 Only *internal* widths are prunable: attention head-dims, MLP hidden units, and conv channels that
 are produced by one conv and consumed by another inside the same block. Residual-stream channels
-(block outputs, embed dim) are never candidates, so they are never sliced (notes §1.3, pitfall 5).
+(block outputs, embed dim) are never candidates, so they are never sliced (DESIGN.md §1.3, pitfall 5).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .units import GatedAttention, GatedBatchNorm2d, GatedMlp
+from .units import GatedAttention, GatedBatchNorm2d, GatedMlp, _Gated
 
 
 class UnsupportedBlock(TypeError):
@@ -122,7 +122,7 @@ def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def gated_units(model: nn.Module) -> dict[str, nn.Module]:
+def gated_units(model: nn.Module) -> dict[str, _Gated]:
     """Qualified name -> gated unit module, in forward-definition order."""
     return {
         n: m for n, m in model.named_modules() if isinstance(m, (GatedAttention, GatedMlp, GatedBatchNorm2d))
@@ -194,7 +194,7 @@ def _inside(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def inject_gates_report(model: nn.Module) -> tuple[dict[str, nn.Module], list[SkippedLayer]]:
+def inject_gates_report(model: nn.Module) -> tuple[dict[str, _Gated], list[SkippedLayer]]:
     """Wrap every supported prunable unit of ``model`` in place; return (units by name, skipped layers).
 
     Supported: timm ``Attention`` (head-dims), timm ``Mlp`` with Linear or 1x1-conv fc1/fc2 (hidden
@@ -256,6 +256,6 @@ def inject_gates_report(model: nn.Module) -> tuple[dict[str, nn.Module], list[Sk
     return units, skipped
 
 
-def inject_gates(model: nn.Module) -> dict[str, nn.Module]:
+def inject_gates(model: nn.Module) -> dict[str, _Gated]:
     """`inject_gates_report` without the skipped list."""
     return inject_gates_report(model)[0]

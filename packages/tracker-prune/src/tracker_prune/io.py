@@ -1,17 +1,28 @@
-"""Save / load trackers as an architecture config plus a state dict (no pickled modules, pitfall 12).
+"""Save / load trackers as an architecture config plus a state dict (no pickled modules, DESIGN.md pitfall 12).
 
-The config records the tracker class's kwargs, whether the model carries gates, and for a slimmed
-model the width of every slimmed unit, so `load` can rebuild the exact shapes before loading weights.
+Files use the shared checkpoint format (`paperworks_shared.checkpoint`): kind ``tracker-prune/tracker``
+with the architecture spec as ``meta`` and the state dict as ``state``. The spec records the tracker
+class's kwargs, whether the model carries gates, and for a slimmed model the width of every slimmed
+unit, so `load` can rebuild the exact shapes before loading weights. Files of this package's earlier
+format (``{"spec", "state_dict"}``) still load.
+
+Slimmed timm models (`save_timm` / `load_timm`, kind ``tracker-prune/timm``) store the timm model name and
+its constructor kwargs, the kept-index map of every pruned unit and the slim state dict; `load_timm`
+rebuilds the dense model with ``pretrained=False``, injects the gates, applies the kept indices,
+slims it and loads the weights.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from .discover import conv_pairs, inject_gates, set_submodule
+from paperworks_shared.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+from .discover import conv_pairs, gated_units, inject_gates, set_submodule
 from .residual import attach_residual_groups
 from .trackers import TRACKERS
 from .units import GATED_TYPES, SlimAttention, SlimMlp
@@ -24,10 +35,11 @@ def arch_of(model: nn.Module) -> str:
     raise TypeError(f"cannot serialise {type(model).__name__}: not one of {sorted(TRACKERS)}")
 
 
-def describe(model: nn.Module) -> dict:
-    spec = {
+def describe(model: nn.Module) -> dict[str, Any]:
+    config: dict[str, Any] = dict(getattr(model, "config"))  # noqa: B009 (nn.Module attributes type as Tensor | Module)
+    spec: dict[str, Any] = {
         "arch": arch_of(model),
-        "config": dict(model.config),
+        "config": config,
         "gated": False,
         "attn": {},
         "mlp": {},
@@ -54,15 +66,13 @@ def describe(model: nn.Module) -> dict:
     return spec
 
 
-class CheckpointError(ValueError):
-    """A file that is not a readable tracker-prune checkpoint (corrupt, truncated, foreign)."""
+KIND = "tracker-prune/tracker"
+TIMM_KIND = "tracker-prune/timm"
 
 
 def save(model: nn.Module, path: str | Path) -> None:
     """Write atomically (temp file + rename): a crash never leaves a truncated checkpoint at ``path``."""
-    from paperworks_shared.files import atomic_torch_save
-
-    atomic_torch_save({"spec": describe(model), "state_dict": model.state_dict()}, path)
+    save_checkpoint(path, dict(model.state_dict()), kind=KIND, meta=describe(model))
 
 
 def _resize_pair(pair, c: int) -> None:
@@ -100,6 +110,30 @@ def _resize_pair(pair, c: int) -> None:
     )
 
 
+def _read(path: Path, kind: str) -> tuple[dict, dict]:
+    """(state, meta) via the shared loader; this package's pre-shared format is still read."""
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such checkpoint file", str(path))
+    try:
+        return load_checkpoint(path, kind=kind)
+    except CheckpointError as e:
+        if "not a paperworks checkpoint" not in str(e):
+            raise CheckpointError(f"{path}: not a readable tracker-prune checkpoint ({_short(e)})") from None
+    except (
+        Exception
+    ) as e:  # torch.load on some garbage raises IndexError etc., which the shared loader lets through
+        raise CheckpointError(f"{path}: not a readable tracker-prune checkpoint ({_short(e)})") from None
+    blob = torch.load(path, map_location="cpu", weights_only=True)  # readable: load_checkpoint got past it
+    if (
+        kind == KIND
+        and isinstance(blob, dict)
+        and isinstance(blob.get("spec"), dict)
+        and "state_dict" in blob
+    ):
+        return blob["state_dict"], blob["spec"]
+    raise CheckpointError(f"{path}: not a tracker-prune checkpoint (no paperworks {kind!r} checkpoint)")
+
+
 def load(path: str | Path) -> nn.Module:
     """Rebuild a model saved by `save` (``weights_only=True``: no code in the file is ever run).
 
@@ -107,18 +141,76 @@ def load(path: str | Path) -> nn.Module:
     (corrupt, truncated, another program's file, mismatched weights) raises `CheckpointError` naming it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "no such checkpoint file", str(path))
+    state, spec = _read(path, KIND)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle / zip / unsupported-global errors all mean "not our checkpoint"
-        raise CheckpointError(f"{path}: not a readable tracker-prune checkpoint ({_short(e)})") from e
-    if not isinstance(blob, dict) or not isinstance(blob.get("spec"), dict) or "state_dict" not in blob:
-        raise CheckpointError(f"{path}: not a tracker-prune checkpoint (no 'spec' / 'state_dict')")
-    try:
-        return _rebuild(blob)
+        return _rebuild({"spec": spec, "state_dict": state})
     except Exception as e:
         raise CheckpointError(f"{path}: checkpoint does not match its architecture spec ({_short(e)})") from e
+
+
+def kept_index_map(model: nn.Module) -> dict[str, dict]:
+    """unit name -> {"shape": mask shape, "kept": flat indices of kept elements} of a gated model."""
+    units = gated_units(model)
+    if not units:
+        raise ValueError("model has no gated units: wrap it with tracker_prune.Pruner and apply masks first")
+    return {
+        n: {"shape": list(u.mask.shape), "kept": torch.nonzero(u.mask.flatten()).flatten().tolist()}
+        for n, u in units.items()
+    }
+
+
+def save_timm(masked: nn.Module, path: str | Path, name: str | None = None, **create_kwargs) -> nn.Module:
+    """Slim a pruned (masked) timm model and save it as (timm name + kwargs, kept-index map, slim state).
+
+    ``name`` defaults to the model's ``pretrained_cfg["architecture"]``; ``create_kwargs`` are what
+    ``timm.create_model(name, pretrained=False, **create_kwargs)`` needs to rebuild the dense model
+    (e.g. ``num_classes=0``). Grouped residual masks are not supported here (slim our trackers with
+    `save` instead). Returns the slim model that was saved.
+    """
+    from .residual import residual_gates
+    from .slim import slim
+
+    if residual_gates(masked):
+        raise ValueError("save_timm: grouped residual masks are not supported for timm models")
+    if name is None:
+        name = (getattr(masked, "pretrained_cfg", None) or {}).get("architecture")
+        if not name:
+            raise ValueError("save_timm: pass name= (the timm model name to rebuild from)")
+    kept = kept_index_map(masked)
+    small = slim(masked)
+    meta = {"timm_name": name, "create_kwargs": dict(create_kwargs), "kept": kept}
+    save_checkpoint(path, dict(small.state_dict()), kind=TIMM_KIND, meta=meta)
+    return small
+
+
+def load_timm(path: str | Path) -> nn.Module:
+    """Rebuild a slim timm model saved by `save_timm` (no download: ``pretrained=False``)."""
+    import warnings
+
+    import timm
+
+    from .pruner import Pruner
+    from .slim import slim
+
+    path = Path(path)
+    state, meta = _read(path, TIMM_KIND)
+    try:
+        model = timm.create_model(meta["timm_name"], pretrained=False, **meta["create_kwargs"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # skipped layers were reported at save time
+            p = Pruner(model, "l1")
+        masks = {}
+        for n, k in meta["kept"].items():
+            if n not in p.units:
+                raise KeyError(f"unit {n!r} of the kept-index map is not in the rebuilt model")
+            m = torch.zeros(int(torch.tensor(k["shape"]).prod()), dtype=torch.bool)
+            m[torch.as_tensor(k["kept"], dtype=torch.long)] = True
+            masks[n] = m.reshape(k["shape"])
+        small = slim(model, masks)
+        small.load_state_dict(state)
+    except Exception as e:
+        raise CheckpointError(f"{path}: checkpoint does not match its timm model ({_short(e)})") from e
+    return small.eval()
 
 
 def _short(e: BaseException) -> str:

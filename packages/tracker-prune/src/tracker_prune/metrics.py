@@ -1,17 +1,30 @@
-"""Tracking metrics under one pinned convention (notes §2, pitfall 13).
+"""Tracking metrics with the official OPE / GOT-10k definitions (DESIGN.md §2, pitfall 13).
 
-Convention: boxes are (x, y, w, h) in continuous pixel coordinates (no ``+1``/``-1``), IoU of the
-areas; success thresholds ``linspace(0, 1, 21)`` with strict ``>`` (got10k toolkit / pytracking),
-AUC = mean of the success curve, so a perfect tracker scores 20/21 ~= 0.952. Precision: centre
-error ``<=`` t pixels (reported at 5 px for 96-px frames); AO = mean IoU; SR_t = fraction IoU > t.
-Frame 0 (the given init box) is excluded from every metric.
+Boxes are (x, y, w, h) in continuous pixel coordinates (no ``+1``/``-1``); IoU of the areas.
+
+* **Success / precision (OTB / LaSOT one-pass evaluation, got10k toolkit ``ExperimentOTB``)**: per
+  sequence, the first predicted box is the given init box (``boxes[0] = anno[0]``), the success curve is
+  ``mean(iou > t)`` over ``t in linspace(0, 1, 21)`` (strict ``>``), the precision curve is
+  ``mean(centre_error <= t)`` over ``t in 0, 1, ..., 50`` px and the normalised-precision curve uses
+  the centre error divided by the ground-truth w / h over ``t in linspace(0, 0.5, 51)``. Curves are
+  averaged over sequences; AUC = mean of the success curve (a perfect tracker scores 20/21 ~= 0.952),
+  precision@k px = the precision curve at k.
+* **AO / SR (GOT-10k)**: IoUs of frames 1.. pooled over all sequences; AO = mean IoU, SR_t = fraction
+  with IoU > t.
+* Frames marked not valid (target absent, GOT-10k ``cover == 0``, LaSOT full occlusion / out of view,
+  or a ground-truth box without positive size) are left out of every metric, as the GOT-10k toolkit
+  does for ``cover == 0``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 THRESHOLDS = np.linspace(0, 1, 21)
+PRECISION_PX = np.arange(0, 51)
+NORM_THRESHOLDS = np.linspace(0, 0.5, 51)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,21 +44,77 @@ def center_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
+def normalized_center_error(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Centre error with each axis divided by the ground-truth width / height (LaSOT's P_norm)."""
+    a, b = np.asarray(pred, float).reshape(-1, 4), np.asarray(gt, float).reshape(-1, 4)
+    wh = np.maximum(b[:, 2:], 1e-12)
+    d = (a[:, :2] + a[:, 2:] / 2 - b[:, :2] - b[:, 2:] / 2) / wh
+    return np.hypot(d[:, 0], d[:, 1])
+
+
 def success_curve(ious: np.ndarray) -> np.ndarray:
     return np.array([(ious > t).mean() for t in THRESHOLDS])
 
 
-def tracking_metrics(pred: list[np.ndarray], gt: list[np.ndarray], precision_px: float = 5.0) -> dict:
-    """Pooled metrics over sequences; each array is (T, 4) xywh, frame 0 is skipped."""
+def precision_curve(errors: np.ndarray, thresholds: np.ndarray = PRECISION_PX) -> np.ndarray:
+    return np.array([(errors <= t).mean() for t in thresholds])
+
+
+def _valid(g: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+    ok = np.isfinite(g).all(1) & (g[:, 2] > 0) & (g[:, 3] > 0)
+    if v is not None:
+        v = np.asarray(v, bool)
+        if v.shape != ok.shape:
+            raise ValueError(f"valid has shape {v.shape}, expected {ok.shape}")
+        ok &= v
+    return ok
+
+
+def tracking_metrics(
+    pred: Sequence[np.ndarray],
+    gt: Sequence[np.ndarray],
+    precision_px: float = 2.0,
+    valid: Sequence[np.ndarray | None] | None = None,
+) -> dict:
+    """Official OPE metrics over sequences (module docstring); each array is (T, 4) xywh.
+
+    ``precision`` is the precision at ``precision_px`` (default 2 px: 20 px, the benchmark convention on
+    real videos, is saturated on 96-px frames); ``precision_{2,5,20}px`` are always reported too.
+    ``valid``: optional per-sequence boolean masks of frames to score.
+    """
     if len(pred) != len(gt) or not pred:
         raise ValueError("pred and gt must be equally long, non-empty lists of (T, 4) arrays")
-    ious = np.concatenate([iou(p[1:], g[1:]) for p, g in zip(pred, gt)])
-    errs = np.concatenate([center_error(p[1:], g[1:]) for p, g in zip(pred, gt)])
-    curve = success_curve(ious)
+    if valid is not None and len(valid) != len(gt):
+        raise ValueError("valid must have one mask (or None) per sequence")
+    if precision_px not in PRECISION_PX:
+        raise ValueError(f"precision_px must be an integer 0..50 (the official curve), got {precision_px}")
+    succ, prec, nprec, pooled = [], [], [], []
+    for k, (p, g) in enumerate(zip(pred, gt)):
+        p, g = np.array(p, float).reshape(-1, 4), np.asarray(g, float).reshape(-1, 4)
+        if len(p) != len(g):
+            raise ValueError(
+                f"sequence {k}: {len(p)} predicted boxes for {len(g)} ground-truth boxes "
+                "(a sequence without full ground truth, e.g. GOT-10k test, cannot be scored locally)"
+            )
+        p[0] = g[0]  # the init box is given (got10k toolkit: boxes[0] = anno[0])
+        ok = _valid(g, None if valid is None else valid[k])
+        if not ok.any():
+            raise ValueError(f"sequence {k}: no frame with a valid ground-truth box")
+        ious = iou(p, g)[ok]
+        succ.append(success_curve(ious))
+        prec.append(precision_curve(center_error(p, g)[ok]))
+        nprec.append(precision_curve(normalized_center_error(p, g)[ok], NORM_THRESHOLDS))
+        pooled.append(iou(p[1:], g[1:])[ok[1:]])
+    s, pr, npr = np.mean(succ, 0), np.mean(prec, 0), np.mean(nprec, 0)
+    ious_all = np.concatenate(pooled) if any(len(x) for x in pooled) else np.zeros(1)
     return {
-        "auc": float(curve.mean()),
-        "precision": float((errs <= precision_px).mean()),
-        "ao": float(ious.mean()),
-        "sr50": float((ious > 0.5).mean()),
-        "sr75": float((ious > 0.75).mean()),
+        "auc": float(s.mean()),
+        "precision": float(pr[int(precision_px)]),
+        "precision_2px": float(pr[2]),
+        "precision_5px": float(pr[5]),
+        "precision_20px": float(pr[20]),
+        "norm_precision": float(npr[20]),
+        "ao": float(ious_all.mean()),
+        "sr50": float((ious_all > 0.5).mean()),
+        "sr75": float((ious_all > 0.75).mean()),
     }

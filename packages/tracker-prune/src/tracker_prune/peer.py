@@ -1,4 +1,4 @@
-"""Torch-Pruning (DepGraph) peer for the benchmark only (notes §4.1, §5).
+"""Torch-Pruning (DepGraph) peer for the benchmark only (DESIGN.md §4.1, §5).
 
 Same pruning scope as ours, residual stream untouched:
 
@@ -10,17 +10,18 @@ Same pruning scope as ours, residual stream untouched:
   ``mlp.fc1`` (hidden units) and the head's hidden conv; patch embedding, ``attn.proj``,
   ``mlp.fc2`` and the output conv are ignored, so the embed dim is never pruned. Afterwards each
   timm ``Attention`` gets ``head_dim``/``attn_dim`` updated as in the TP example; timm's fused
-  attention then uses ``head_dim ** -0.5`` of the *pruned* dim (TP's behaviour, notes §4.1) -
+  attention then uses ``head_dim ** -0.5`` of the *pruned* dim (TP's behaviour, DESIGN.md §4.1) -
   the peer is fine-tuned after pruning, so it adapts.
 
 TP's ``pruning_ratio`` is per channel, so `tp_prune_to_params` bisects it until the realised
-parameter count matches a target (notes §5 item 3).
+parameter count matches a target (DESIGN.md §5 item 3).
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 from torch import nn
 
@@ -61,8 +62,9 @@ def tp_prune(model: nn.Module, ratio: float, example_inputs: tuple) -> nn.Module
             prune_num_heads=False,
         )
         pruner.step()
-    for mod in m.modules():  # as in TP's prune_timm_vit.py
-        if is_attention(mod):
+    for module in m.modules():  # as in TP's prune_timm_vit.py
+        if is_attention(module):
+            mod: Any = module  # a timm Attention (duck-typed)
             mod.head_dim = mod.qkv.out_features // (3 * mod.num_heads)
             mod.attn_dim = mod.num_heads * mod.head_dim
     return m

@@ -1,12 +1,12 @@
 """`Pruner`: gates, sparsity regulariser, budgeted thresholding and mask application.
 
-Methods (notes §1.1, §1.3):
+Methods (DESIGN.md §1.1, §1.3):
 * ``vitslim`` - learnable gates zeta (init 1.0, no sigmoid) on every unit, L1 penalty
   ``w_attn*sum|zeta_attn| + w_mlp*sum|zeta_mlp| + w_conv*sum|zeta_conv|``; importance = signed zeta.
 * ``netslim`` - the paper's hybrid recipe: ViT-Slim gates on attention/MLP, Network Slimming on
   CNN channels (L1 on BN gamma, gate frozen at 1); conv importance = |gamma|.
 * ``l1`` - weight-magnitude importance, no regulariser.  ``random`` - seeded random importance.
-* ``chipnet`` - ChipNet (notes §1.4, `tracker_prune.chipnet`): logistic + continuous-Heaviside soft
+* ``chipnet`` - ChipNet (DESIGN.md §1.4, `tracker_prune.chipnet`): logistic + continuous-Heaviside soft
   gates, crispness and budget losses for the budget given at construction, thresholding to masks.
 """
 
@@ -22,7 +22,7 @@ from . import chipnet as cn
 from .discover import SkippedLayer, conv_pairs, inject_gates_report
 from .residual import attach_residual_groups, residual_gates
 from .slim import Masks, set_masks
-from .units import GatedAttention, GatedBatchNorm2d, GatedMlp
+from .units import GatedAttention, GatedBatchNorm2d, GatedMlp, _Gated
 
 METHODS = ("vitslim", "netslim", "chipnet", "l1", "random")
 KINDS = ("channels", "params", "flops")
@@ -65,8 +65,9 @@ class Pruner:
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         # residual groups are resolved on the plain modules, before gates wrap them (residual.py)
         self.residual = attach_residual_groups(model) if group_residual else residual_gates(model)
-        self.units, self.skipped = inject_gates_report(model)
+        self.units: dict[str, _Gated]
         self.skipped: list[SkippedLayer]
+        self.units, self.skipped = inject_gates_report(model)
         if self.skipped:
             listing = "; ".join(str(s) for s in self.skipped[:8])
             more = f" (+{len(self.skipped) - 8} more)" if len(self.skipped) > 8 else ""
@@ -82,7 +83,7 @@ class Pruner:
         self.pairs = {p.name: p for p in conv_pairs(model)}
         # convs shared by two channel groups (a Bottleneck's conv2): each group is charged half of
         # the conv's per-channel cost, so the prunable total is the real one (issue 18)
-        self._shared = {}
+        self._shared: dict[int, int] = {}
         for p in self.pairs.values():
             for attr in (p.producer, p.consumer):
                 c = id(getattr(p.block, attr))
@@ -125,7 +126,7 @@ class Pruner:
 
     def regularizer(self) -> torch.Tensor:
         """The sparsity penalty to add to the task loss during the search phase."""
-        if self.chipnet is not None:  # 30 (V - V_c)^2 + 10 crispness (notes §1.4)
+        if self.chipnet is not None:  # 30 (V - V_c)^2 + 10 crispness (DESIGN.md §1.4)
             return cn.chipnet_loss(self.units, self.chipnet, self._chip_cost, self.budget)
         terms = []
         for u in self.units.values():
@@ -201,7 +202,8 @@ class Pruner:
         """Cost of one gate element per unit: 1 (channels), params, or FLOPs (2*MAC)."""
         if kind == "flops" and self._sizes is None:
             raise ValueError("kind='flops' needs Pruner(..., example_inputs=...) to count tokens/pixels")
-        out = {}
+        out: dict[str, float] = {}
+        sizes: dict[str, float] = self._sizes or {}  # None only for channels / params (checked above)
         for name, u in self.units.items():
             if kind == "channels":
                 out[name] = 1.0
@@ -212,7 +214,7 @@ class Pruner:
                 if kind == "params":
                     out[name] = 3 * D + (3 if a.qkv.bias is not None else 0) + a.proj.out_features
                 else:
-                    N = self._sizes[name]
+                    N = sizes[name]
                     out[name] = 2 * N * D * 3 + 2 * N * a.proj.out_features + 4 * N * N
             elif isinstance(u, GatedMlp):
                 m = u.inner
@@ -220,7 +222,7 @@ class Pruner:
                 if kind == "params":
                     out[name] = d_in + (1 if m.fc1.bias is not None else 0) + d_out
                 else:
-                    out[name] = 2 * self._sizes[name] * (d_in + d_out)
+                    out[name] = 2 * sizes[name] * (d_in + d_out)
             else:
                 p = self.pairs[name]
                 prod, cons = getattr(p.block, p.producer), getattr(p.block, p.consumer)
@@ -235,8 +237,8 @@ class Pruner:
                     )
                 else:
                     out[name] = (
-                        sa * 2 * self._sizes[name] * prod.in_channels * ka
-                        + sb * 2 * self._sizes[name + "@out"] * cons.out_channels * kb
+                        sa * 2 * sizes[name] * prod.in_channels * ka
+                        + sb * 2 * sizes[name + "@out"] * cons.out_channels * kb
                     )
         return out
 
@@ -362,7 +364,7 @@ class Pruner:
 
         Official behaviour: kept zeta become 1.0 (changes kept units). ``fold_scales=True`` first
         multiplies zeta into the weights (q/k/v rows, fc2 columns, BN affine) so the function of
-        kept units is unchanged (notes §1.1 improvement).
+        kept units is unchanged (DESIGN.md §1.1 improvement).
         """
         set_masks(self.model, masks)
         with torch.no_grad():
@@ -380,6 +382,7 @@ class Pruner:
                     elif isinstance(u, GatedMlp):
                         u.inner.fc2.weight.mul_(z[None, :])
                     else:
+                        assert isinstance(u, GatedBatchNorm2d)
                         u.bn.weight.mul_(z)
                         u.bn.bias.mul_(z)
                 u.zeta.fill_(1.0)

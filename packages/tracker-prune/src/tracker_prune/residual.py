@@ -1,5 +1,5 @@
-"""Grouped residual-stream pruning (opt-in, ``Pruner(..., group_residual=True)``; notes §1.5 step 1,
-pitfall 5: "never slice residual-stream channels unless they are grouped").
+"""Grouped residual-stream pruning (opt-in, ``Pruner(..., group_residual=True)``; DESIGN.md §1.5,
+DESIGN.md pitfall 5: "never slice residual-stream channels unless they are grouped").
 
 A *residual group* is one channel space shared by many layers: the ViT embed dim (patch embedding,
 positional embeddings, every ``attn.proj`` / ``mlp.fc2`` output, every LayerNorm, every ``qkv`` /
@@ -27,6 +27,8 @@ members in place and removes the hooks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +42,8 @@ class ResidualGate(nn.Module):
     """One boolean mask over a residual channel group plus the hooks that apply it (see module doc)."""
 
     unit_kind = "resid"
+    mask: torch.Tensor
+    members: dict[str, list[Any]]  # the member modules are duck-typed (Linear, Conv2d, norms, ...)
 
     def __init__(self, name: str, width: int, spec: dict):
         super().__init__()
@@ -147,11 +151,11 @@ class ResidualGate(nn.Module):
             setattr(owner, pname, nn.Parameter(p.index_select(dim, idx).clone(), p.requires_grad))
 
 
-def _param(t: torch.Tensor | None, idx: torch.Tensor, dim: int):
+def _param(t: torch.Tensor | None, idx: torch.Tensor, dim: int) -> nn.Parameter | None:
     return None if t is None else nn.Parameter(t.detach().index_select(dim, idx).clone(), t.requires_grad)
 
 
-def _slice_out(mod: nn.Module, idx: torch.Tensor) -> None:
+def _slice_out(mod: Any, idx: torch.Tensor) -> None:
     mod.weight = _param(mod.weight, idx, 0)
     if getattr(mod, "bias", None) is not None:
         mod.bias = _param(mod.bias, idx, 0)
@@ -163,7 +167,7 @@ def _slice_out(mod: nn.Module, idx: torch.Tensor) -> None:
             raise TypeError("grouped conv cannot be a residual-group writer")
         mod.out_channels = n
     elif isinstance(mod, nn.BatchNorm2d):
-        if mod.track_running_stats:
+        if mod.track_running_stats and mod.running_mean is not None and mod.running_var is not None:
             mod.running_mean = mod.running_mean[idx].clone()
             mod.running_var = mod.running_var[idx].clone()
         mod.num_features = n
@@ -173,7 +177,7 @@ def _slice_out(mod: nn.Module, idx: torch.Tensor) -> None:
         raise TypeError(f"cannot slice the output of {type(mod).__name__} in a residual group")
 
 
-def _slice_in(mod: nn.Module, idx: torch.Tensor) -> None:
+def _slice_in(mod: Any, idx: torch.Tensor) -> None:
     mod.weight = _param(mod.weight, idx, 1)
     if isinstance(mod, nn.Linear):
         mod.in_features = len(idx)
@@ -197,12 +201,13 @@ def attach_residual_groups(model: nn.Module) -> dict[str, ResidualGate]:
             f"{type(model).__name__} declares no residual groups (a `residual_groups()` method); "
             "group_residual=True is supported for the package's trackers"
         )
-    if hasattr(model, "residual_gates"):
-        return {f"residual_gates.{k}": g for k, g in model.residual_gates.items()}
-    gates = nn.ModuleDict()
+    existing = getattr(model, "residual_gates", None)
+    if isinstance(existing, nn.ModuleDict):
+        return {f"residual_gates.{k}": g for k, g in existing.items() if isinstance(g, ResidualGate)}
+    gates: dict[str, ResidualGate] = {}
     for name, width, spec in spec_fn():
         gates[name] = ResidualGate(name, width, spec)
-    model.residual_gates = gates
+    model.residual_gates = nn.ModuleDict(gates)
     return {f"residual_gates.{k}": g for k, g in gates.items()}
 
 

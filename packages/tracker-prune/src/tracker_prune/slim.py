@@ -1,6 +1,6 @@
 """Physical slimming: turn a gated (masked) model into a smaller model with identical outputs.
 
-Rules (notes §1.6):
+Rules (DESIGN.md §1.6):
 * attention: drop heads with no kept dim, zero-pad the others to the largest kept count, gather
   q/k/v rows from timm's ``(3, H, d)`` layout, fold the gate into q/k/v rows, keep the original
   scale;
@@ -14,20 +14,21 @@ Residual-stream widths are never touched.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
 
 from .discover import conv_pairs, gated_units, set_submodule
-from .residual import residual_gates
-from .units import GatedAttention, GatedBatchNorm2d, GatedMlp, SlimAttention, SlimMlp
+from .residual import ResidualGate, residual_gates
+from .units import GatedAttention, GatedBatchNorm2d, GatedMlp, SlimAttention, SlimMlp, _Gated
 
 Masks = dict[str, torch.Tensor]
 
 
 def set_masks(model: nn.Module, masks: Masks) -> None:
     """Write boolean masks into the gated units of ``model`` (unknown names or bad shapes raise)."""
-    units = {**gated_units(model), **residual_gates(model)}
+    units: dict[str, _Gated | ResidualGate] = {**gated_units(model), **residual_gates(model)}
     for name, m in masks.items():
         if name not in units:
             raise KeyError(f"no gated unit named {name!r}; known: {sorted(units)[:6]}...")
@@ -65,7 +66,7 @@ def _slim_attention(unit: GatedAttention, mask: torch.Tensor) -> SlimAttention:
         for hi, h in enumerate(heads):
             kept = torch.nonzero(mask[h]).flatten()
             for slot, j in enumerate(kept.tolist()):
-                for s in range(3):  # q, k, v share the gate (notes §1.2)
+                for s in range(3):  # q, k, v share the gate (DESIGN.md §1.2)
                     src, dst = s * H * d + h * d + j, s * len(heads) * kmax + hi * kmax + slot
                     new.qkv.weight[dst] = W[src] * g[h, j]
                     if b is not None:
@@ -74,7 +75,7 @@ def _slim_attention(unit: GatedAttention, mask: torch.Tensor) -> SlimAttention:
     return new
 
 
-def _mlp_dims(m: nn.Module) -> tuple[int, int, int]:
+def _mlp_dims(m: Any) -> tuple[int, int, int]:
     """(input width, hidden width, output width) of a Linear or 1x1-conv MLP."""
     return m.fc1.weight.shape[1], m.fc1.weight.shape[0], m.fc2.weight.shape[0]
 
@@ -96,15 +97,15 @@ def _slim_mlp(unit: GatedMlp, mask: torch.Tensor) -> SlimMlp:
     gshape = (1, -1) + (1,) * (m.fc2.weight.dim() - 2)
     with torch.no_grad():
         new.fc1.weight.copy_(m.fc1.weight[idx])
-        if m.fc1.bias is not None:
+        if m.fc1.bias is not None and new.fc1.bias is not None:
             new.fc1.bias.copy_(m.fc1.bias[idx])
         new.fc2.weight.copy_(m.fc2.weight[:, idx] * g.reshape(gshape))
-        if m.fc2.bias is not None:
+        if m.fc2.bias is not None and new.fc2.bias is not None:
             new.fc2.bias.copy_(m.fc2.bias)
     return new
 
 
-def _conv_slice(conv: nn.Conv2d, idx: torch.Tensor, dim: int) -> nn.Conv2d:
+def _conv_slice(conv: Any, idx: torch.Tensor, dim: int) -> nn.Conv2d:
     out_c = len(idx) if dim == 0 else conv.out_channels
     in_c = len(idx) if dim == 1 else conv.in_channels
     new = nn.Conv2d(
@@ -120,7 +121,7 @@ def _conv_slice(conv: nn.Conv2d, idx: torch.Tensor, dim: int) -> nn.Conv2d:
     ).to(conv.weight.dtype)
     with torch.no_grad():
         new.weight.copy_(conv.weight.index_select(dim, idx))
-        if conv.bias is not None:
+        if conv.bias is not None and new.bias is not None:
             new.bias.copy_(conv.bias[idx] if dim == 0 else conv.bias)
     return new
 
@@ -139,12 +140,15 @@ def _slim_conv_pair(pair, mask: torch.Tensor) -> None:
         bb = bn.bias[idx] if bn.affine else torch.zeros(len(idx), dtype=g.dtype)
         if not bn.affine:
             raise TypeError(f"{pair.name}: BatchNorm without affine cannot absorb the gate")
-        new_bn.weight.copy_(w * g)  # gate after BN folds exactly into the affine (notes §1.6)
+        new_bn.weight.copy_(w * g)  # gate after BN folds exactly into the affine (DESIGN.md §1.6)
         new_bn.bias.copy_(bb * g)
         if bn.track_running_stats:
+            assert bn.running_mean is not None and bn.running_var is not None  # track_running_stats
+            assert new_bn.running_mean is not None and new_bn.running_var is not None
             new_bn.running_mean.copy_(bn.running_mean[idx])
             new_bn.running_var.copy_(bn.running_var[idx])
-            new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
+            if bn.num_batches_tracked is not None and new_bn.num_batches_tracked is not None:
+                new_bn.num_batches_tracked.copy_(bn.num_batches_tracked)
     setattr(pair.block, pair.producer, _conv_slice(getattr(pair.block, pair.producer), idx, 0))
     setattr(pair.block, pair.bn, new_bn.train(unit.training))
     setattr(pair.block, pair.consumer, _conv_slice(getattr(pair.block, pair.consumer), idx, 1))
@@ -169,7 +173,7 @@ def slim(model: nn.Module, masks: Masks | None = None) -> nn.Module:
             gate.slice_members(out)
             widths[gate.group_name] = int(gate.mask.sum())
         del out.residual_gates
-        out.residual_widths = widths  # recorded for tracker_prune.io
+        out.__dict__["residual_widths"] = widths  # a plain attribute, recorded for tracker_prune.io
     pairs = {p.name: p for p in conv_pairs(out)}
     for name, unit in units.items():
         mask = unit.mask.detach().clone()
@@ -216,7 +220,7 @@ def slim_param_count(model: nn.Module, masks: Masks | None = None) -> int:
                 "count the parameters of slim(model) instead"
             )
     masks = {n: (masks or {}).get(n, u.mask).to(torch.bool) for n, u in units.items()}
-    unit_params = set()
+    unit_params: set[int] = set()
     for u in units.values():
         unit_params.update(id(p) for p in u.parameters())
     convs = conv_widths(model, masks)

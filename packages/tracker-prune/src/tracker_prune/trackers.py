@@ -160,7 +160,7 @@ class OneStreamViTTracker(nn.Module):
             template_size=template_size,
             search_size=search_size,
         )
-        self.patch = nn.Conv2d(3, embed_dim, patch_size, patch_size)
+        self.patch: nn.Module = nn.Conv2d(3, embed_dim, patch_size, patch_size)
         self.nz, self.nx = (template_size // patch_size) ** 2, (search_size // patch_size) ** 2
         self.pos_z = nn.Parameter(torch.randn(1, self.nz, embed_dim) * 0.02)
         self.pos_x = nn.Parameter(torch.randn(1, self.nx, embed_dim) * 0.02)

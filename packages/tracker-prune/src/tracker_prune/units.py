@@ -1,12 +1,12 @@
 """Gated (maskable) and slimmed versions of the prunable units.
 
-Three unit types, following the design notes §1.2-1.3:
+Three unit types, following DESIGN.md §1.2-1.3:
 
 * attention head-dims: one gate per (head, dim), shared by q, k and v (ViT-Slim / OSTrack
   ``SparseAttention``: ``qkv = qkv * zeta`` with zeta of shape (H, d));
 * MLP hidden units: one gate per hidden unit, after the activation (``SparseMlp``);
 * CNN channels: one gate per channel **after BatchNorm** (ChipNet style), so a pruned channel
-  outputs exactly zero (no BN-beta leakage, notes §1.5 / pitfall 4).
+  outputs exactly zero (no BN-beta leakage, DESIGN.md §1.3 / pitfall 4).
 
 Every gated unit computes with the effective gate ``zeta * mask``. Slimming folds that gate into
 the kept weights, so a slimmed unit equals the masked unit exactly.
@@ -14,12 +14,15 @@ the kept weights, so a slimmed unit equals the masked unit exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def _check_identity(mod: nn.Module, what: str, owner: str) -> None:
+def _check_identity(mod: nn.Module | None, what: str, owner: str) -> None:
     if mod is not None and not isinstance(mod, nn.Identity):
         raise TypeError(
             f"unsupported layer inside a prunable {owner}: {what} is {type(mod).__name__}, "
@@ -34,7 +37,12 @@ class _Gated(nn.Module):
     `tracker_prune.chipnet.ChipNetGates` mapping the raw parameter psi to ChipNet's soft gate.
     """
 
-    soft = None
+    # the wrapped timm / torch module is duck-typed (qkv / fc1 / ... attributes), hence Any
+    inner: Any
+    zeta: nn.Parameter
+    mask: torch.Tensor
+    soft: Callable[[torch.Tensor], torch.Tensor] | None = None
+    unit_kind: str = ""
 
     def raw_gate(self) -> torch.Tensor:
         return self.zeta if self.soft is None else self.soft(self.zeta)
@@ -44,14 +52,14 @@ class _Gated(nn.Module):
 
 
 class GatedAttention(_Gated):
-    """A timm ``Attention`` with one gate per head-dim shared by q, k, v (notes §1.2).
+    """A timm ``Attention`` with one gate per head-dim shared by q, k, v (DESIGN.md §1.2).
 
-    The attention scale stays ``d ** -0.5`` of the *original* head dim (pitfall 1).
+    The attention scale stays ``d ** -0.5`` of the *original* head dim (DESIGN.md pitfall 1).
     """
 
     unit_kind = "attn"
 
-    def __init__(self, inner: nn.Module):
+    def __init__(self, inner: Any):
         super().__init__()
         for attr in ("qkv", "proj", "num_heads", "head_dim", "scale"):
             if not hasattr(inner, attr):
@@ -85,7 +93,7 @@ class GatedAttention(_Gated):
 class SlimAttention(nn.Module):
     """A physically smaller attention: ``num_heads`` kept heads, each padded to ``head_dim`` dims.
 
-    Heads with uneven kept dims are zero-padded to the largest one (notes §1.6): exact, and costs
+    Heads with uneven kept dims are zero-padded to the largest one (DESIGN.md §1.6): exact, and costs
     only the padding. ``scale`` is the original head dim's, never ``head_dim ** -0.5``.
     """
 
@@ -110,7 +118,7 @@ class SlimAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, N, H * k))
 
 
-def _is_pointwise_conv(mod: nn.Module) -> bool:
+def _is_pointwise_conv(mod: Any) -> bool:
     """A 1x1, stride-1, unpadded, ungrouped Conv2d: a Linear over the channel dim (ConvNeXt ``conv_mlp``)."""
     return (
         isinstance(mod, nn.Conv2d)
@@ -124,7 +132,7 @@ def _is_pointwise_conv(mod: nn.Module) -> bool:
 
 
 class GatedMlp(_Gated):
-    """A timm ``Mlp`` with one gate per hidden unit after the activation (notes §1.2, pitfall 3).
+    """A timm ``Mlp`` with one gate per hidden unit after the activation (DESIGN.md §1.2, pitfall 3).
 
     fc1/fc2 are ``nn.Linear`` (hidden units on the last dim) or both 1x1 ``nn.Conv2d`` (timm's
     ``Mlp(use_conv=True)``, used by ConvNeXt: hidden units on dim 1).
@@ -132,7 +140,7 @@ class GatedMlp(_Gated):
 
     unit_kind = "mlp"
 
-    def __init__(self, inner: nn.Module):
+    def __init__(self, inner: Any):
         super().__init__()
         for attr in ("fc1", "act", "fc2"):
             if not hasattr(inner, attr):
@@ -161,6 +169,9 @@ class GatedMlp(_Gated):
 
 class SlimMlp(nn.Module):
     """fc1 -> act -> fc2 with only the kept hidden units (``conv=True``: 1x1 convs, channels on dim 1)."""
+
+    fc1: nn.Linear | nn.Conv2d
+    fc2: nn.Linear | nn.Conv2d
 
     def __init__(
         self,
@@ -197,6 +208,7 @@ class GatedBatchNorm2d(_Gated):
     """BatchNorm2d followed by a per-channel gate (mask after BN: a pruned channel is exactly 0)."""
 
     unit_kind = "conv"
+    bn: nn.BatchNorm2d
 
     def __init__(self, bn: nn.BatchNorm2d):
         super().__init__()
