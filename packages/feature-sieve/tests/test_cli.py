@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from feature_sieve.cli import main
+from paperworks_shared.checkpoint import save_checkpoint
 
 
 def test_help_lists_subcommands(capsys):
@@ -33,19 +34,21 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert (out / "checkpoint.pt").is_file() and (out / "model.pt").is_file()
     # everything written is loadable without unpickling arbitrary objects
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ck["step"] == 7 and len(ck["history"]["logs"]) == 8
-    torch.load(out / "model.pt", weights_only=True)
+    assert ck["format"] == "paperworks-checkpoint" and ck["kind"] == "feature-sieve-fit"
+    assert ck["state"]["step"] == 7 and len(ck["state"]["history"]["logs"]) == 8
+    mod = torch.load(out / "model.pt", weights_only=True)
+    assert mod["kind"] == "feature-sieve-model" and "conv1.weight" in mod["state"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
     capsys.readouterr()
     assert main(["evaluate", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"worst-group {m['test']['worst_group_acc']:.3f}" in printed
+    assert f"worst_group_acc {m['test']['worst_group_acc']:.3f}" in printed
 
 
 def test_smoke_runs_two_methods(capsys):
     assert main(["smoke", "--steps", "6", "--methods", "erm,wrong_sign"]) == 0
     out = capsys.readouterr().out
-    assert "erm" in out and "wrong_sign" in out and "worst-group" in out
+    assert "erm" in out and "wrong_sign" in out and "worst_group_acc" in out
 
 
 @pytest.fixture
@@ -69,7 +72,9 @@ def _files(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    return {"garbage": garbage, "afile": afile, "tmp": tmp_path}
+    tinyckpt = tmp_path / "tiny.pth"
+    torch.save({"conv1.weight": torch.zeros(3, 3, 3, 3)}, tinyckpt)  # wrong shape for a resnet18
+    return {"garbage": garbage, "afile": afile, "tmp": tmp_path, "tinyckpt": tinyckpt}
 
 
 BAD = [
@@ -95,11 +100,23 @@ BAD = [
     (["train", "--train-correlation", "1.2"], "--train-correlation"),
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--dataset", "mnist"], "--dataset"),
-    (["train", "--dataset", "waterbirds"], "needs --root"),
-    (["train", "--root", "/no/such/dir"], "--root"),
+    (["train", "--dataset", "waterbirds"], "needs --data-root"),
+    (["train", "--data-root", "/no/such/dir"], "--data-root"),
+    (["train", "--root", "/no/such/dir"], "--data-root/--root"),
+    (["train", "--device", "tpu"], "--device"),
+    (["train", "--device", "cuda:x"], "--device"),
+    (["train", "--threads", "0"], "--threads"),
+    (["train", "--threads", "-2"], "--threads"),
+    (["train", "--workers", "-1"], "--workers"),
+    (["train", "--pretrained", "/no/such/weights.pth"], "--pretrained"),
+    (["train", "--pretrained", "{garbage}"], "not a readable weights file"),
+    (["evaluate", "{tmp}", "--threads", "0"], "--threads"),
+    (["smoke", "--device", "gpu"], "--device"),
+    (["bench", "--scale", "huge"], "--scale"),
     (["train", "--sieve-layer", "layer9"], "'layer9' does not exist"),
     (["train", "--sieve-layer", "fc"], "nothing trainable remains after sieve layer 'fc'"),
     (["train", "--model", "no_such_model"], "--model 'no_such_model'"),
+    (["train", "--model", "resnet18", "--pretrained", "{tinyckpt}"], "does not fit"),
     (["train", "--out", "{afile}"], "not a directory"),
     (["train", "--out", "{afile}/sub"], "not writable"),
     (["evaluate", "/no/such/run"], "run_dir"),
@@ -147,12 +164,18 @@ def test_evaluate_missing_corrupt_or_mismatched_model(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out)]) == 2
     assert "model.pt" in capsys.readouterr().err
-    torch.save({"conv1.weight": torch.zeros(1)}, out / "model.pt")
+    save_checkpoint(out / "model.pt", {"conv1.weight": torch.zeros(1)}, kind="feature-sieve-model")
     assert main(["evaluate", str(out)]) == 2
     assert "does not fit" in capsys.readouterr().err
+    torch.save({"conv1.weight": torch.zeros(1)}, out / "model.pt")  # a bare state dict: not our format
+    assert main(["evaluate", str(out)]) == 2
+    assert "not a paperworks checkpoint" in capsys.readouterr().err
+    save_checkpoint(out / "model.pt", {"w": torch.zeros(1)}, kind="feature-sieve-fit")  # another kind
+    assert main(["evaluate", str(out)]) == 2
+    assert "holds a 'feature-sieve-fit' checkpoint, expected 'feature-sieve-model" in capsys.readouterr().err
     torch.save({"x": _Arbitrary()}, out / "model.pt")
     assert main(["evaluate", str(out)]) == 2
-    assert "cannot be read safely" in capsys.readouterr().err
+    assert "not a readable torch checkpoint" in capsys.readouterr().err
     (out / "model.pt").unlink()
     assert main(["evaluate", str(out)]) == 2
     assert "model.pt not found" in capsys.readouterr().err

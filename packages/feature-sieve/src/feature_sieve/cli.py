@@ -15,10 +15,14 @@ from pathlib import Path
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
+    apply_runtime_args,
     check_out_dir,
     choice_of,
     existing_dir,
+    existing_file,
     float_range,
     list_of,
     nonneg_float,
@@ -42,7 +46,17 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--dataset", choices=DATASETS, default="spurious_digits_color", help="dataset (default: %(default)s)"
     )
     p.add_argument(
-        "--root", type=existing_dir, help="local folder for waterbirds / celeba (metadata CSV + images)"
+        "--data-root",
+        "--root",
+        dest="data_root",
+        type=existing_dir,
+        help="local folder for waterbirds / celeba (metadata + images; no downloads). --root is an alias",
+    )
+    p.add_argument(
+        "--workers",
+        type=nonneg_int,
+        default=0,
+        help="DataLoader worker processes for image datasets (default: %(default)s = in the main process)",
     )
     p.add_argument(
         "--train-correlation", type=probability, help="toy data: P(shortcut = label) in training, in [0, 1]"
@@ -56,7 +70,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="data split / init / batch-order seed (default: %(default)s)",
     )
-    p.add_argument("--model", default="small_cnn", help="'small_cnn' or a timm model name (random init)")
+    p.add_argument("--model", default="small_cnn", help="'small_cnn' or a timm model name")
+    p.add_argument(
+        "--pretrained",
+        type=existing_file,
+        help="initialise --model from a local timm/torchvision checkpoint (.pth/.pt/.bin) or .safetensors "
+        "file (no downloads; the classifier is re-initialised when its shape differs)",
+    )
     p.add_argument("--width", type=positive_int, default=8, help="small_cnn width (default: %(default)s)")
 
 
@@ -108,18 +128,22 @@ def _parser() -> argparse.ArgumentParser:
         "--out", default="feature-sieve-run", help="output folder (model.pt, metrics.json, checkpoint)"
     )
     t.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
-    t.add_argument("--no-progress", action="store_true")
+    add_runtime_args(t)
     add_debug_flag(t)
 
     e = sub.add_parser("evaluate", help="group metrics of a saved model (from `train --out`)")
     e.add_argument("run_dir", type=existing_dir, help="folder written by `feature-sieve train`")
     e.add_argument("--split", choices=("train", "validation", "test"), default="test")
-    e.add_argument("--root", type=existing_dir, help="override the dataset root")
+    e.add_argument(
+        "--data-root", "--root", dest="data_root", type=existing_dir, help="override the dataset folder"
+    )
+    e.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader workers (image datasets)")
+    add_runtime_args(e)
     add_debug_flag(e)
 
     s = sub.add_parser("smoke", help="ERM vs sieve (and the other methods) on the toy data in a few minutes")
     s.add_argument("--steps", type=positive_int, default=200)
-    s.add_argument("--seeds", type=positive_int, default=1)
+    s.add_argument("--seeds", type=positive_int, default=1, help="number of seeds (0..N-1)")
     s.add_argument(
         "--dataset",
         choices=("spurious_digits", "spurious_digits_color", "digit_dominoes"),
@@ -131,7 +155,10 @@ def _parser() -> argparse.ArgumentParser:
         default=["erm", "sieve"],
         help="comma list of " + ",".join(METHODS),
     )
+    add_runtime_args(s)
     add_debug_flag(s)
+    b = add_bench_command(sub, "feature-sieve")
+    add_debug_flag(b)
     return p
 
 
@@ -140,30 +167,34 @@ def _line(e: BaseException) -> str:
     return text.splitlines()[0][:400]
 
 
-def _data(args):
+def _data(args: argparse.Namespace) -> dict:
     from .data import load_dataset
 
+    root = getattr(args, "data_root", None)
     if args.dataset in ("waterbirds", "celeba"):
-        require(args.root is not None, f"--dataset {args.dataset} needs --root (a local copy; no downloads)")
+        require(root is not None, f"--dataset {args.dataset} needs --data-root (a local copy; no downloads)")
     try:
         return load_dataset(
             args.dataset,
             args.seed,
             args.train_correlation,
-            None if args.root is None else str(args.root),
+            None if root is None else str(root),
             args.image_size,
         )
     except (ValueError, KeyError) as e:
         raise UserError(f"cannot load --dataset {args.dataset}: {_line(e)}") from None
 
 
-def _build(args, data):
-    from .models import build_model
+def _build(args: argparse.Namespace, data: dict, pretrained: bool = True):
+    from .models import PretrainedError, build_model
 
     x0 = data["train"][0][0]
     shape = tuple(x0.shape)
+    path = getattr(args, "pretrained", None) if pretrained else None
     try:
-        model = build_model(args.model, shape[0], 2, shape[1:], args.width)
+        model = build_model(args.model, shape[0], 2, shape[1:], args.width, pretrained=path)
+    except PretrainedError as e:
+        raise UserError(f"--pretrained {path}: {_line(e)}") from None
     except (ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"--model {args.model!r}: {_line(e)}") from None
     return model, shape
@@ -182,23 +213,50 @@ def _json_safe(obj):
     return obj
 
 
-def cmd_train(args) -> dict:
+# arguments that do not change what is trained: a checkpoint written under other values may be resumed
+_RUNTIME_ONLY = (
+    "cmd",
+    "func",
+    "debug",
+    "out",
+    "no_resume",
+    "no_progress",
+    "device",
+    "threads",
+    "workers",
+    "steps",
+)
+
+
+def _run_config(args: argparse.Namespace) -> dict:
+    """The training configuration a checkpoint was written under (compared before resuming)."""
+    return _json_safe({k: v for k, v in sorted(vars(args).items()) if k not in _RUNTIME_ONLY})
+
+
+def cmd_train(args: argparse.Namespace, device) -> dict:
     import torch
 
-    from paperworks_shared.files import atomic_torch_save, atomic_write_json
+    from paperworks_shared.files import atomic_write_json
 
-    from .methods import ERM, GroupDRO
+    from .methods import ERM, GroupDRO, Method
     from .sieve import FeatureSieve
-    from .train import CheckpointError, evaluate, fit, group_counts, load_checkpoint
+    from .train import CheckpointError, evaluate, fit, group_counts, load_checkpoint_meta, save_model
 
     # every user input is checked before any training: output folder, data, model, sieve layer, checkpoint
     out = check_out_dir(args.out)
     ckpt = out / "checkpoint.pt"
+    run_cfg = _run_config(args)
     if ckpt.exists() and not args.no_resume:
         try:
-            load_checkpoint(ckpt)
+            meta = load_checkpoint_meta(ckpt)
         except CheckpointError as e:
             raise UserError(f"{_line(e)} (or pass --no-resume)") from None
+        old = meta.get("config")
+        if old is not None and old != run_cfg:
+            diff = sorted(k for k in set(old) | set(run_cfg) if old.get(k) != run_cfg.get(k))
+            raise UserError(
+                f"{ckpt} was written with other settings ({', '.join(diff)}); use another --out or pass --no-resume"
+            )
     torch.manual_seed(args.seed)
     data = _data(args)
     model, shape = _build(args, data)
@@ -210,8 +268,11 @@ def cmd_train(args) -> dict:
         selector=args.selector,
         val=data["validation"] if args.selector != "last" else None,
         eval_every=args.eval_every,
+        device=device,
+        num_workers=args.workers,
+        checkpoint_meta={"config": run_cfg},
     )
-    method = None
+    method: Method | None = None
     if args.method == "erm":
         method = ERM(model, 2, **main)
     elif args.method == "group_dro":
@@ -258,15 +319,19 @@ def cmd_train(args) -> dict:
                 **fit_kw,
             )
         else:
+            assert method is not None
             hist = fit(
                 method, data["train"], args.steps, checkpoint_dir=out, resume=not args.no_resume, **fit_kw
             )
     except CheckpointError as e:
         raise UserError(f"{_line(e)} (or pass --no-resume)") from None
     counts = group_counts(data["train"], 4).tolist()
-    metrics = {s: evaluate(method.model, data[s], 4, counts) for s in ("validation", "test")}
+    metrics = {
+        s: evaluate(method.model, data[s], 4, counts, num_workers=args.workers)
+        for s in ("validation", "test")
+    }
     # model first, then config, metrics last: `evaluate` needs all three, each written atomically
-    atomic_torch_save(method.model.state_dict(), out / "model.pt")
+    save_model(out / "model.pt", method.model, meta={"config": run_cfg})
     config = {k: v for k, v in vars(args).items() if k not in ("func", "debug")}
     atomic_write_json(out / "config.json", _json_safe(config))
     atomic_write_json(
@@ -284,14 +349,14 @@ def _fmt(v) -> str:
 def _print(name: str, ev: dict) -> None:
     print(
         f"{name}: avg {_fmt(ev['avg_acc'])}  train-weighted avg {_fmt(ev['weighted_avg_acc'])}  "
-        f"worst-group {_fmt(ev['worst_group_acc'])} (group {ev['worst_group']})"
+        f"worst_group_acc {_fmt(ev['worst_group_acc'])} (group {ev['worst_group']})"
     )
     for r in ev["per_group"]:
         print(f"  group {r['group']}: n={r['n']:4d} acc={_fmt(r['acc'])}")
 
 
-def cmd_evaluate(args) -> dict:
-    from .train import CheckpointError, evaluate, safe_load
+def cmd_evaluate(args: argparse.Namespace, device) -> dict:
+    from .train import CheckpointError, evaluate, load_model_state
 
     run = Path(args.run_dir)
     for f in ("config.json", "model.pt", "metrics.json"):
@@ -306,22 +371,24 @@ def cmd_evaluate(args) -> dict:
             getattr(cfg, k)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{run}: config.json / metrics.json unreadable or incomplete: {_line(e)}") from None
-    cfg.root = args.root if args.root else getattr(cfg, "root", None)
+    # runs written before --data-root was introduced stored the folder as "root"
+    cfg.data_root = args.data_root or getattr(cfg, "data_root", None) or getattr(cfg, "root", None)
     data = _data(cfg)
-    model, _ = _build(cfg, data)
+    model, _ = _build(cfg, data, pretrained=False)  # the trained weights replace any initialisation
     try:
-        state = safe_load(run / "model.pt", "model file")
+        state = load_model_state(run / "model.pt")
         model.load_state_dict(state)
     except CheckpointError as e:
         raise UserError(_line(e)) from None
     except (RuntimeError, TypeError, AttributeError) as e:
         raise UserError(f"{run / 'model.pt'} does not fit the model in config.json: {_line(e)}") from None
-    ev = evaluate(model, data[args.split], 4, counts)
+    model.to(device)
+    ev = evaluate(model, data[args.split], 4, counts, num_workers=args.workers)
     _print(f"{cfg.method} [{args.split}]", ev)
     return ev
 
 
-def cmd_smoke(args) -> list[dict]:
+def cmd_smoke(args: argparse.Namespace, device) -> list[dict]:
     from .data import load_dataset
     from .experiment import ToyConfig, run_one
 
@@ -330,10 +397,10 @@ def cmd_smoke(args) -> list[dict]:
     for seed in range(args.seeds):
         data = load_dataset(args.dataset, seed=seed)
         for m in args.methods:
-            r = run_one(data, m, seed, cfg)
+            r = run_one(data, m, seed, cfg, device=device)
             rows.append(r)
             print(
-                f"seed {seed} {m:10s} avg {r['avg_acc']:.3f}  worst-group {r['worst_group_acc']:.3f}  "
+                f"seed {seed} {m:10s} avg {r['avg_acc']:.3f}  worst_group_acc {r['worst_group_acc']:.3f}  "
                 f"shortcut probe {r['shortcut_probe']:.3f}  {r['seconds']:.1f}s",
                 flush=True,
             )
@@ -342,10 +409,10 @@ def cmd_smoke(args) -> list[dict]:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    {"train": cmd_train, "evaluate": cmd_evaluate, "smoke": cmd_smoke}[args.cmd](args)
+    if args.cmd == "bench":
+        return int(args.func(args) or 0)
+    device = apply_runtime_args(args)  # --threads (no cap: torch's default otherwise) and --device
+    {"train": cmd_train, "evaluate": cmd_evaluate, "smoke": cmd_smoke}[args.cmd](args, device)
     return 0
 
 

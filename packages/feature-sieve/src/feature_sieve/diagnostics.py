@@ -1,4 +1,4 @@
-"""Mechanism diagnostics (notes §5.2, E2/E3): aux-head entropy over training, and a linear shortcut probe.
+"""Mechanism diagnostics (DESIGN.md §5.2, E2/E3): aux-head entropy over training, and a linear shortcut probe.
 
 * `AuxEntropyTracker`: a `fit` callback recording the aux head's prediction entropy (and its accuracy on
   the label) on a fixed probe batch every ``every`` steps. Forgetting pushes the entropy toward log K.
@@ -27,9 +27,10 @@ def layer_features(
     pooler = Pool(pool)
     was = model.training
     model.eval()
+    dev = next(model.parameters()).device
     try:
         feats = [
-            pooler(forward_to(model, layer, x[s : s + batch_size])).flatten(1).float().cpu()
+            pooler(forward_to(model, layer, x[s : s + batch_size].to(dev))).flatten(1).float().cpu()
             for s in range(0, len(x), batch_size)
         ]
     finally:

@@ -2,7 +2,7 @@
 
 Every method trains the same `SmallCNN` from the same seeded initialisation on the same batches
 (`feature_sieve.train` batches are a function of the seed), for the same number of steps, and is
-evaluated at the last step (no model selection, so no group labels leak in; notes pitfall 8).
+evaluated at the last step (no model selection, so no group labels leak in; DESIGN.md pitfall 8).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from .diagnostics import AuxEntropyTracker, shortcut_probe
 from .jtt import run_jtt
 from .losses import forget_loss_wrong_sign
-from .methods import ERM, GroupDRO
+from .methods import ERM, GroupDRO, Method
 from .models import SmallCNN
 from .sieve import FeatureSieve
 from .train import evaluate, fit, group_counts
@@ -64,28 +64,49 @@ def _sieve_kwargs(cfg: ToyConfig) -> dict:
     )
 
 
-def run_one(data: dict, method: str, seed: int, cfg: ToyConfig, track_entropy: bool = False) -> dict:
-    """Train ``method`` on ``data`` (train/validation/test TensorDatasets) and measure it."""
+def run_one(
+    data: dict,
+    method: str,
+    seed: int,
+    cfg: ToyConfig,
+    track_entropy: bool = False,
+    select: str = "last",
+    eval_every: int | None = None,
+    device=None,
+) -> dict:
+    """Train ``method`` on ``data`` (train/validation/test TensorDatasets) and measure it.
+
+    ``select="last"`` evaluates the last step; ``select="val_wga"`` evaluates on validation every
+    ``eval_every`` steps and keeps the step with the best validation worst-group accuracy (ties: the
+    later step), which is then measured on test. Test data never influences training or selection.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if select not in ("last", "val_wga"):
+        raise ValueError(f"select must be 'last' or 'val_wga', got {select!r}")
     train, test = data["train"], data["test"]
     x0 = train.tensors[0]
     torch.manual_seed(seed)
     model = SmallCNN(x0.shape[1], 2, cfg.width, tuple(x0.shape[2:]))
-    main = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    fit_kw = dict(batch_size=cfg.batch_size, selector="last", seed=seed, progress=False)
+    main: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    fit_kw: dict[str, Any] = dict(
+        batch_size=cfg.batch_size, selector="last", seed=seed, progress=False, device=device
+    )
+    if select == "val_wga":
+        fit_kw.update(selector="val_wga", val=data["validation"], eval_every=eval_every)
     tracker = None
     t0 = time.perf_counter()
     steps_run = cfg.steps
+    m: Method
     if method == "erm":
         m = ERM(model, 2, **main)
-        fit(m, train, cfg.steps, **fit_kw)
+        hist = fit(m, train, cfg.steps, **fit_kw)
     elif method == "group_dro":
         m = GroupDRO(model, 2, n_groups=4, eta=cfg.dro_eta, **main)
-        fit(m, train, cfg.steps, **fit_kw)
+        hist = fit(m, train, cfg.steps, **fit_kw)
     elif method == "jtt":
         ident = max(1, int(cfg.jtt_identify_frac * cfg.steps))
-        m, _, errors = run_jtt(model, 2, train, cfg.steps, ident, cfg.jtt_upweight, erm_kwargs=main, **fit_kw)
+        m, hist, _ = run_jtt(model, 2, train, cfg.steps, ident, cfg.jtt_upweight, erm_kwargs=main, **fit_kw)
         steps_run = cfg.steps + ident
     else:
         kw = _sieve_kwargs(cfg)
@@ -97,7 +118,7 @@ def run_one(data: dict, method: str, seed: int, cfg: ToyConfig, track_entropy: b
             xt, yt = test.tensors[0][:256], test.tensors[1][:256]
             tracker = AuxEntropyTracker(xt, yt, every=max(1, cfg.steps // 40))
             cbs.append(tracker)
-        fit(m, train, cfg.steps, callbacks=cbs, **fit_kw)
+        hist = fit(m, train, cfg.steps, callbacks=cbs, **fit_kw)
     seconds = time.perf_counter() - t0
     ev = evaluate(m.model, test, 4, group_counts(train, 4).tolist())
     xt, gt = test.tensors[0], test.tensors[2]
@@ -120,6 +141,8 @@ def run_one(data: dict, method: str, seed: int, cfg: ToyConfig, track_entropy: b
         "shortcut_probe": probe,
         "shortcut_probe_raw": probe_raw,
         "label_probe": label_probe,
+        "best_step": int(hist.best_step),
+        "val_worst_group_acc": float(hist.best_score) if select == "val_wga" else None,
         "seconds": seconds,
         "sec_per_step": seconds / steps_run,
         "sec_per_main_step": seconds / cfg.steps,
@@ -136,10 +159,10 @@ def step_costs(data: dict, cfg: ToyConfig, repeats: int = 5) -> dict[str, float]
     """
     train = data["train"]
     x, y, g, i = (t[: cfg.batch_size] for t in train.tensors)
-    main = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    main: dict[str, Any] = dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     shape = tuple(x.shape[1:])
 
-    def model():
+    def model() -> SmallCNN:
         torch.manual_seed(0)
         return SmallCNN(shape[0], 2, cfg.width, shape[1:])
 

@@ -1,10 +1,10 @@
-"""The auxiliary head that reads the sieve layer (notes §1.3, `networks.py::ConvAux`).
+"""The auxiliary head that reads the sieve layer (DESIGN.md §1.3, `networks.py::ConvAux`).
 
 * ``kind="conv"`` (official): ``depth`` ResNet BasicBlocks of ``width`` channels, the first one without
   the skip connection (channels change) and with a configurable ``stride``; then pooling and a Linear.
   At ``layer1`` of a 224-px ResNet-18 the official depth 2 / width 256 head costs ~6 GMAC, about 3x the
-  whole backbone (notes §5.1); use a small ``width`` / larger ``stride`` for cheap runs.
-* ``kind="linear"``: pooling, then a Linear (the weakest head; best in the notes' toy study).
+  whole backbone (DESIGN.md §5.1); use a small ``width`` / larger ``stride`` for cheap runs.
+* ``kind="linear"``: pooling, then a Linear (the weakest head; best in the toy study, DESIGN.md §3.2).
 * ``kind="mlp"``: pooling, ``depth`` hidden layers of ``width`` with ReLU, then a Linear.
 
 Pooling of 4D features: ``"avg"`` (global average, official), ``"max"``, ``"flatten"`` (keeps position),
@@ -33,6 +33,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.skip = skip
+        self.down: nn.Module | None
         if skip and (cin != cout or stride != 1):
             self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         else:
@@ -111,6 +112,8 @@ class AuxHead(nn.Module):
             raise ValueError(f"aux depth must be a non-negative integer, got {depth!r}")
         shape = tuple(int(s) for s in feature_shape)
         self.kind, self.depth, self.width = kind, int(depth), int(width)
+        self.body: nn.Module
+        self.mlp: nn.Module
         if kind == "conv" and depth > 0:
             if len(shape) != 3:
                 raise ValueError(f"a conv aux head needs (C, H, W) features; the sieve layer gives {shape}")
@@ -123,7 +126,7 @@ class AuxHead(nn.Module):
                 shape = tuple(self.body(torch.zeros(1, *feature_shape)).shape[1:])
                 self.body.train(was)
         elif kind == "mlp" and depth > 0:
-            self.body = None  # built after pooling below
+            self.body = nn.Identity()  # the MLP is built after pooling below
         else:
             self.body = nn.Identity()
         self.pool = Pool(pool)

@@ -3,12 +3,12 @@
 The feature sieve needs three things from an arbitrary backbone (timm, torchvision-style or plain):
 
 * the module named ``sieve_layer`` (error lists the available names when it does not exist);
-* its output on a batch, optionally *truncating* the forward right after it (the notes' ``efficient``
+* its output on a batch, optionally *truncating* the forward right after it (DESIGN.md §1.2 ``efficient``
   path: the aux and forget steps never need the upper network);
 * the parameters computed "at or below" it: every parameter the sieve layer's output depends on, found
-  once by autograd on a truncated forward (notes §7 ``lower_parameters``). For a torchvision ResNet with
+  once by autograd on a truncated forward (DESIGN.md §7 ``lower_parameters``). For a torchvision ResNet with
   ``sieve_layer="layer{AP}"`` this is ``conv1, bn1, layer1..layer{AP}``, i.e. the official
-  ``params_list[:2 + aux_pos]`` (notes §1.2). Direct parameters of the root or other ancestors count only
+  ``params_list[:2 + aux_pos]`` (DESIGN.md §1.2). Direct parameters of the root or other ancestors count only
   when consumed before the sieve layer (a ViT's ``pos_embed`` / ``cls_token``: yes; a root-level logit
   scale used after it: no).
 """
@@ -185,7 +185,7 @@ def preserved_buffers(*modules: nn.Module) -> Iterator[None]:
 def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     """BatchNorm layers keep using batch statistics but do not update their running stats inside.
 
-    The aux and forget forwards must not move BN running statistics (notes pitfall 5): with
+    The aux and forget forwards must not move BN running statistics (DESIGN.md pitfall 5): with
     ``track_running_stats=False`` in train mode, `F.batch_norm` normalises by the batch and leaves the
     buffers alone.
     """

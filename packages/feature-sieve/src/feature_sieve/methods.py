@@ -56,12 +56,23 @@ class Method(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.freeze_bn:  # official SiFer: pretrained BN stays in eval mode (notes §1.4)
+        if mode and self.freeze_bn:  # official SiFer: pretrained BN stays in eval mode (DESIGN.md §1.4)
             set_bn_eval(self.model)
         return self
 
     def forward(self, x):
         return self.model(x)
+
+    def training_step(self, x, y, step: int, group=None, index=None) -> dict:
+        """One update on a batch; returns the logged numbers."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> dict:
+        """Everything needed to resume (module state and optimizer states)."""
+        raise NotImplementedError
+
+    def restore(self, ckpt: dict) -> None:
+        raise NotImplementedError
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
@@ -129,32 +140,29 @@ class ERM(Method):
 class GroupDRO(ERM):
     """Online Group DRO (Sagawa et al. 2020): the group-label *oracle* baseline.
 
-    Keeps a distribution q over groups, ``q_g <- q_g exp(eta * loss_g)`` (normalised), and minimises
-    ``sum_g q_g loss_g``. Needs group ids for every training batch.
+    The objective is `paperworks_shared.dro.GroupDROLoss` (the one implementation early-readout uses
+    too): a distribution q over groups, ``q_g <- q_g exp(eta * loss_g)`` (normalised, updated in training
+    mode only), minimising ``sum_g q_g loss_g``. Needs group ids for every training batch.
     """
 
     name = "group_dro"
 
     def __init__(self, model, num_classes, n_groups: int, eta: float = 0.01, **kwargs):
+        from paperworks_shared.dro import GroupDROLoss
+
         super().__init__(model, num_classes, **kwargs)
         if int(n_groups) < 1:
             raise ValueError(f"n_groups must be >= 1, got {n_groups!r}")
         self.n_groups = int(n_groups)
         self.eta = float(eta)
-        self.register_buffer("q", torch.full((self.n_groups,), 1.0 / self.n_groups))
+        self.dro = GroupDROLoss(self.n_groups, self.eta)
+
+    @property
+    def q(self) -> torch.Tensor:
+        """The current group weights (the shared loss's buffer)."""
+        return self.dro.q
 
     def loss(self, logits, y, group=None) -> torch.Tensor:
         if group is None:
             raise ValueError("Group DRO needs group labels: the training data has no 'group' column")
-        if int(group.min()) < 0 or int(group.max()) >= self.n_groups:
-            raise ValueError(
-                f"group ids must be in [0, {self.n_groups}); got [{int(group.min())}, {int(group.max())}]"
-            )
-        per = F.cross_entropy(logits, y, reduction="none")
-        onehot = F.one_hot(group, self.n_groups).to(per.dtype)
-        counts = onehot.sum(0)
-        group_loss = (onehot * per[:, None]).sum(0) / counts.clamp_min(1)
-        with torch.no_grad():
-            q = self.q * torch.exp(self.eta * group_loss.detach())
-            self.q.copy_(q / q.sum())
-        return (group_loss * self.q).sum()
+        return self.dro(F.cross_entropy(logits, y, reduction="none"), group)

@@ -1,7 +1,7 @@
 """`FeatureSieve`: SiFer (Tiwari & Shenoy, ICML 2023) around any classifier.
 
 One training step = three separately optimised updates, each with a fresh forward, in this order
-(notes §1.2, official `SiFeR.update`; never one optimizer over a summed loss, notes pitfall 1):
+(DESIGN.md §1.2, official `SiFeR.update`; never one optimizer over a summed loss, DESIGN.md pitfall 1):
 
 1. **identify**: ``CE(aux(h(x)), y)`` updates *only the aux head* (SGD lr 1e-2, momentum 0.9, wd 1e-4).
    With ``efficient=True`` the backbone runs only up to the sieve layer, under ``no_grad``.
@@ -118,7 +118,7 @@ class FeatureSieve(Method):
         self.grad_clip = grad_clip
         x0 = _example(example_input)
 
-        # Parameter routing (notes §1.2): lower = at or below the sieve layer; main = the whole model.
+        # Parameter routing (DESIGN.md §1.2): lower = at or below the sieve layer; main = the whole model.
         self.lower_params = (
             list(lower_params) if lower_params is not None else lower_parameters(model, sieve_layer, x0)
         )

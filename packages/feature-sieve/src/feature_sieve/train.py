@@ -6,7 +6,7 @@ replacement, JTT-style up-sampling). A run resumed from a checkpoint therefore s
 the uninterrupted run would have seen, and two methods trained with the same seed see the same data.
 
 Model selection (``selector``): ``"val_mean_group"`` (official SiFer: mean per-group validation accuracy,
-which uses validation group labels, so group information leaks into selection; notes pitfall 8),
+which uses validation group labels, so group information leaks into selection; DESIGN.md pitfall 8),
 ``"val_wga"``, ``"val_avg"`` (label-only, the realistic choice) or ``"last"``.
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from paperworks_shared.files import atomic_torch_save
+from paperworks_shared.checkpoint import CheckpointError, save_checkpoint
+from paperworks_shared.checkpoint import load_checkpoint as _load_tagged
 
 from .metrics import GroupMetrics
 
@@ -71,7 +72,7 @@ class BatchSchedule:
             w = torch.as_tensor(sample_weights, dtype=torch.float64)
             if w.shape != (n,) or (w < 0).any() or w.sum() <= 0:
                 raise ValueError(f"sample_weights must be {n} non-negative numbers with a positive sum")
-            self.weights = w
+            self.weights: torch.Tensor | None = w
         else:
             self.weights = None
         self._cache: tuple[int, torch.Tensor] | None = None
@@ -88,19 +89,69 @@ class BatchSchedule:
         return self._cache[1][k * self.bs : (k + 1) * self.bs]
 
 
+class _StepBatches(torch.utils.data.Sampler):
+    """The schedule's batch indices for steps ``start .. steps-1``, as a DataLoader ``batch_sampler``."""
+
+    def __init__(self, sched: BatchSchedule, start: int, steps: int):
+        self.sched, self.start, self.steps = sched, start, steps
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            yield self.sched.indices(step)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+class _Chunks(torch.utils.data.Sampler):
+    """Consecutive index chunks ``[0, bs), [bs, 2 bs), ...`` (evaluation order)."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.bs = n, batch_size
+
+    def __iter__(self):
+        for s in range(0, self.n, self.bs):
+            yield list(range(s, min(self.n, s + self.bs)))
+
+    def __len__(self) -> int:
+        return (self.n + self.bs - 1) // self.bs
+
+
+def _stack_items(items) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.stack([torch.as_tensor(it[k]) for it in items]) for k in range(len(items[0])))
+
+
+def _batches(data, batch_sampler, num_workers: int = 0):
+    """Batches of ``data`` in ``batch_sampler`` order: tensors are indexed directly; any other dataset
+    goes through a DataLoader (``num_workers`` processes decode in parallel; same batches either way)."""
+    if _tensors(data) is not None:
+        for idx in batch_sampler:
+            yield _collate(data, torch.as_tensor(idx))
+        return
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_sampler=[torch.as_tensor(b).tolist() for b in batch_sampler],
+        num_workers=int(num_workers),
+        collate_fn=_stack_items,
+    )
+    yield from loader
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, data, batch_size: int = 512, device=None) -> tuple[torch.Tensor, ...]:
+def predict(
+    model: torch.nn.Module, data, batch_size: int = 512, device=None, num_workers: int = 0
+) -> tuple[torch.Tensor, ...]:
     """(logits, y, group, index) over a dataset of ``(x, y, group, index)`` items, in eval mode."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
     outs, ys, gs, ids = [], [], [], []
     try:
-        n = len(data)
-        for s in range(0, n, batch_size):
-            x, y, g, i = _collate(data, torch.arange(s, min(n, s + batch_size)))
+        for x, y, g, i in _batches(data, _Chunks(len(data), batch_size), num_workers):
             outs.append(model(x.to(device)).float().cpu())
-            ys.append(y), gs.append(g), ids.append(i)
+            ys.append(y)
+            gs.append(g)
+            ids.append(i)
     finally:
         model.train(was)
     return torch.cat(outs), torch.cat(ys), torch.cat(gs), torch.cat(ids)
@@ -116,18 +167,31 @@ def evaluate(model, data, n_groups: int = 4, train_group_counts: Sequence[float]
     return out
 
 
-def group_counts(data, n_groups: int) -> torch.Tensor:
+def group_ids(data) -> torch.Tensor:
+    """The group id of every item, read from metadata when the dataset has it (never decoding images):
+    a TensorDataset's third tensor, or the ``group`` column of a `datasets.Dataset` behind ``data.ds``
+    (`paperworks_shared.group_data.ImageGroupDataset`); other datasets are indexed item by item."""
     t = _tensors(data)
-    g = t[2] if t is not None else torch.as_tensor([int(data[i][2]) for i in range(len(data))])
+    if t is not None:
+        return t[2].long()
+    ds = getattr(data, "ds", None)
+    if ds is not None and "group" in getattr(ds, "column_names", ()):
+        return torch.as_tensor(ds["group"], dtype=torch.long)
+    return torch.as_tensor([int(data[i][2]) for i in range(len(data))], dtype=torch.long)
+
+
+def group_counts(data, n_groups: int) -> torch.Tensor:
+    g = group_ids(data)
+    if g.numel() and (int(g.min()) < 0 or int(g.max()) >= n_groups):
+        raise ValueError(
+            f"group ids must be in [0, {n_groups}), got values in [{int(g.min())}, {int(g.max())}]"
+        )
     return torch.bincount(g, minlength=n_groups)[:n_groups]
 
 
-CHECKPOINT_FORMAT = "feature-sieve-ckpt-v2"
+CHECKPOINT_KIND = "feature-sieve-fit"  # paperworks_shared.checkpoint kind of a `fit` checkpoint
+MODEL_KIND = "feature-sieve-model"  # kind of a trained model file (`model.pt` from the CLI)
 _CKPT_KEYS = ("method", "rng", "step", "history", "best_state")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or model file that is missing, unreadable, unsafe to unpickle or from another run."""
 
 
 def _first_line(e: BaseException) -> str:
@@ -146,34 +210,47 @@ def _plain(obj):
     return obj
 
 
-def safe_load(path: str | Path, what: str = "checkpoint", map_location="cpu"):
-    """`torch.load(path, weights_only=True)`: no arbitrary unpickling of a user file. A missing,
-    truncated, foreign or pickled-object file raises `CheckpointError` naming the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {str(path)!r} not found")
+def _shared_load(path: str | Path, *, kind: str, map_location="cpu") -> tuple[dict, dict]:
+    """`paperworks_shared.checkpoint.load_checkpoint`, plus: any other decoding failure of a damaged file
+    (e.g. ``struct.error`` from the weights-only unpickler on a few junk bytes, which the shared loader
+    lets through) also becomes a `CheckpointError` naming the path, never a traceback."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
+        return _load_tagged(path, kind=kind, map_location=map_location)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- a user file that cannot be decoded is the user's problem
         raise CheckpointError(
-            f"{what} {str(path)!r} cannot be read safely (corrupt, truncated, or not a feature-sieve file): "
-            f"{_first_line(e)}"
-        ) from e
+            f"{path}: not a readable torch checkpoint (corrupt or truncated): {_first_line(e)}"
+        ) from None
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """A `fit` checkpoint, loaded with ``weights_only=True`` and checked for the expected format."""
-    ck = safe_load(path, "checkpoint", map_location)
-    if (
-        not isinstance(ck, dict)
-        or ck.get("format") != CHECKPOINT_FORMAT
-        or any(k not in ck for k in _CKPT_KEYS)
-    ):
+    """A `fit` checkpoint (`paperworks_shared.checkpoint` format, kind ``feature-sieve-fit``), loaded with
+    ``weights_only=True``; a missing, corrupt, foreign or other-kind file raises `CheckpointError`."""
+    state, _ = _shared_load(path, kind=CHECKPOINT_KIND, map_location=map_location)
+    missing = [k for k in _CKPT_KEYS if k not in state]
+    if missing:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is not a feature-sieve {CHECKPOINT_FORMAT} checkpoint; delete it or "
-            "train without resuming"
+            f"{path}: feature-sieve checkpoint lacks {missing}; delete it or train without resuming"
         )
-    return ck
+    return state
+
+
+def load_checkpoint_meta(path: str | Path) -> dict:
+    """The ``meta`` of a `fit` checkpoint (after the same checks as `load_checkpoint`)."""
+    _, meta = _shared_load(path, kind=CHECKPOINT_KIND)
+    return meta
+
+
+def save_model(path: str | Path, model: torch.nn.Module, meta: dict | None = None) -> Path:
+    """The trained model's state dict as a ``feature-sieve-model`` checkpoint (atomic, weights_only-safe)."""
+    return save_checkpoint(path, model.state_dict(), kind=MODEL_KIND, meta=meta)
+
+
+def load_model_state(path: str | Path, map_location="cpu") -> dict:
+    """The state dict saved by `save_model`; `CheckpointError` naming the path for anything else."""
+    state, _ = _shared_load(path, kind=MODEL_KIND, map_location=map_location)
+    return state
 
 
 def fit(
@@ -195,12 +272,17 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[Callable[[Any, int, dict], None]] = (),
     device=None,
+    num_workers: int = 0,
+    checkpoint_meta: dict | None = None,
 ) -> History:
     """Train ``method`` for ``steps`` steps; see the module docstring.
 
     ``callbacks`` are called as ``cb(method, step, log)`` after every step. With ``checkpoint_dir``,
     ``checkpoint.pt`` is written every ``checkpoint_every`` steps (default: at every evaluation and at
     the end) and, with ``resume``, an existing one is loaded and training continues after its step.
+    ``checkpoint_meta`` is stored with it (the CLI stores the run's configuration and refuses to resume
+    a checkpoint written under another one). ``device`` moves the method there (default: where its
+    parameters are); ``num_workers`` DataLoader processes load non-tensor datasets.
     """
     if selector not in SELECTORS:
         raise ValueError(f"selector must be one of {list(SELECTORS)}, got {selector!r}")
@@ -238,24 +320,30 @@ def fit(
     def save(step):
         if ckpt_path is not None:
             # tensors, numbers, strings and containers only: loadable with weights_only=True; atomic
-            atomic_torch_save(
+            save_checkpoint(
+                ckpt_path,
                 {
-                    "format": CHECKPOINT_FORMAT,
                     "method": method.checkpoint(),
                     "rng": torch.get_rng_state(),
                     "step": step,
                     "history": _plain(dataclasses.asdict(hist)),
                     "best_state": best_state,
                 },
-                ckpt_path,
+                kind=CHECKPOINT_KIND,
+                meta={
+                    "method": getattr(method, "name", type(method).__name__),
+                    "steps": int(steps),
+                    **(checkpoint_meta or {}),
+                },
             )
 
     method.train()
     bar = tqdm(
         range(start, steps), desc=f"{getattr(method, 'name', 'train')}", disable=not progress, leave=False
     )
-    for step in bar:
-        x, y, g, i = (t.to(device) for t in _collate(train, sched.indices(step)))
+    batches = _batches(train, _StepBatches(sched, start, steps), num_workers)
+    for step, batch in zip(bar, batches):
+        x, y, g, i = (t.to(device) for t in batch)
         log = method.training_step(x, y, step, group=g, index=i)
         log["step"] = step
         if log_every and step % log_every == 0:
@@ -264,7 +352,7 @@ def fit(
             cb(method, step, log)
         last = step == steps - 1
         if val is not None and (step % eval_every == 0 or last):
-            ev = evaluate(method.model, val, n_groups, train_counts)
+            ev = evaluate(method.model, val, n_groups, train_counts, num_workers=num_workers)
             ev["step"] = step
             hist.evals.append(ev)
             key = SELECTORS[selector]
