@@ -1,4 +1,4 @@
-"""Roofline golden numbers (paper eq. 3/4, notes §5.2) and paper-convention memory ratios (Table 1/4)."""
+"""Roofline golden numbers (paper eq. 3/4, DESIGN.md §5.2) and paper-convention memory ratios (Table 1/4)."""
 
 import pytest
 
@@ -14,7 +14,7 @@ def test_paper_breakeven_mha_and_gqa():
 def test_breakeven_divides_by_batch():
     one = breakeven_context(4096, 4.25, HARDWARE["h200"])
     assert breakeven_context(4096, 4.25, HARDWARE["h200"], batch=8) == pytest.approx(one / 8)
-    assert 1000 < one < 1400  # notes: ≈1.2K on an H200 at batch 1
+    assert 1000 < one < 1400  # DESIGN.md §5.2: ≈1.2K on an H200 at batch 1
 
 
 def test_paper_memory_ratios():

@@ -1,5 +1,5 @@
 """Acceptance: XQuant-CL closed loop is bounded in depth, open loop measurably worse; CL + GQA latent
-exact without quantization (notes §3.4 tests 4-5)."""
+exact without quantization (DESIGN.md §3.4 tests 4-5)."""
 
 import torch
 from transformers import DynamicCache

@@ -1,4 +1,4 @@
-"""Acceptance: with bits=16, XQuantCache reproduces DynamicCache exactly (notes §3.4 tests 1-2)."""
+"""Acceptance: with bits=16, XQuantCache reproduces DynamicCache exactly (DESIGN.md §3.4 tests 1-2)."""
 
 import pytest
 import torch

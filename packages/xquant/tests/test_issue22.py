@@ -239,3 +239,47 @@ def test_lossless_latent_kv_error_is_one_rounding(dtype):
         for a, b in ((k, kh), (v, vh)):
             rel = ((a.float() - b.float()).abs() / b.float().abs().clamp_min(1e-2)).max().item()
             assert rel <= 2 * eps, rel
+
+
+# -- issue 20.2: `cache=` next to `past_key_values=` -------------------------------------------------
+def test_cache_keyword_gives_the_same_outputs_when_transformers_accepts_it(tiny):
+    """Newer transformers spell the argument `cache=`; the hooks follow either keyword. Skipped where
+    the installed transformers does not accept `cache=` (5.20 does not)."""
+    import inspect
+
+    model = tiny("llama-gqa")
+    if "cache" not in inspect.signature(model.model.forward).parameters:
+        pytest.skip("the installed transformers has no `cache=` argument (only past_key_values=)")
+    ids = _ids(20, 13)
+    cfg = XQuantConfig(bits=4, group_size=16, residual_length=4)
+    with XQuantCache.from_model(model, cfg) as a, XQuantCache.from_model(model, cfg) as b:
+        out_a = model.generate(ids, past_key_values=a, max_new_tokens=8, **GEN)
+        out_b = model.generate(ids, cache=b, max_new_tokens=8, **GEN)
+    assert torch.equal(torch.stack(out_a.logits), torch.stack(out_b.logits))
+
+
+def test_hooks_follow_the_cache_keyword():
+    """The capture hook treats `cache=` like `past_key_values=` (the part we can test on any version)."""
+    from torch import nn
+
+    from xquant.hooks import CaptureHooks
+
+    class Attn(nn.Module):
+        def forward(self, x, **kwargs):
+            return x
+
+    mod = Attn()
+    hooks = CaptureHooks({0: mod})
+    owner, other = object(), object()
+
+    class Ref:
+        def __call__(self):
+            return owner
+
+    hooks.cache_ref = Ref()
+    x = torch.ones(1, 2, 3)
+    mod(x, cache=other)
+    assert 0 not in hooks.slots  # another cache: nothing captured
+    mod(x, cache=owner)
+    assert torch.equal(hooks.slots[0].x, x)
+    hooks.remove()

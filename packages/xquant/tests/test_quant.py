@@ -1,4 +1,4 @@
-"""Quantizer properties (notes §3.4 test 8): error bound, constant groups, packing, grouping errors."""
+"""Quantizer properties (DESIGN.md §3.4 test 8): error bound, constant groups, packing, grouping errors."""
 
 import pytest
 import torch

@@ -1,5 +1,5 @@
 """Acceptance: K and V rematerialized from captured X equal what the unmodified model computed
-(notes §3.4 test 3, "spy cache")."""
+(DESIGN.md §3.4 test 3, "spy cache")."""
 
 import pytest
 import torch

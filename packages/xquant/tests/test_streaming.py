@@ -1,5 +1,5 @@
 """Acceptance: 2-bit decode tokens are really quantized and packed, nbytes() matches the formula,
-streaming one token at a time gives the one-shot codes (notes §3.4 tests 6-7)."""
+streaming one token at a time gives the one-shot codes (DESIGN.md §3.4 tests 6-7)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Analytic memory accounting and the paper's roofline break-even analysis (§3.4, notes §5.1-5.2).
+"""Analytic memory accounting and the paper's roofline break-even analysis (§3.4, DESIGN.md §5.1-5.2).
 
 Two conventions are reported: *paper* (codes + one fp16 scale and zero per group, nothing else:
 b' = b + 32/G bits per element) and *measured* (`cache.nbytes()`: real tensor bytes incl. the

@@ -1,8 +1,8 @@
 """Per-architecture access to the attention projections: find them, rematerialize K/V, apply RoPE.
 
-Paper §3.1 / notes §1.1: X is the *post-input_layernorm* hidden state, i.e. exactly the
+Paper §3.1 / DESIGN.md §1.1: X is the *post-input_layernorm* hidden state, i.e. exactly the
 `hidden_states` argument `self_attn` receives in HF Llama/Mistral/Qwen2/Qwen3. Rematerialization is
-K = X̂ W_k (+ b_k) -> k_norm (Qwen3) -> RoPE *last*, V = X̂ W_v (+ b_v) (notes pitfalls 1, 8).
+K = X̂ W_k (+ b_k) -> k_norm (Qwen3) -> RoPE *last*, V = X̂ W_v (+ b_v) (DESIGN.md pitfalls 1, 8).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class SharedState:
         self.simulated = False
         #: optional callback(layer_idx, k_exact, v_exact, k_hat, v_hat) in simulate mode (benchmarks)
         self.on_simulated = None
-        # XQuant-CL transient accumulator (notes §1.4 ambiguity 1: rebuilt every step, not stored)
+        # XQuant-CL transient accumulator (DESIGN.md §1.4 ambiguity 1: rebuilt every step, not stored)
         self.acc: torch.Tensor | None = None
         self.acc_layer: int | None = None
         self.prev_true: torch.Tensor | None = None
@@ -194,7 +194,7 @@ class HookedLayer(CacheLayerMixin):
             return k_hat, v_hat
         n_past = self.n_tokens - q
         if n_past == 0:
-            return key_states, value_states  # prefill attention uses exact K/V (notes pitfall 4)
+            return key_states, value_states  # prefill attention uses exact K/V (DESIGN.md pitfall 4)
         cos, sin = st.rope.cos_sin(k_pre, 0, n_past)
         k_past = apply_rope(k_pre[:, :, :n_past], cos, sin).to(key_states.dtype)
         v_past = v[:, :, :n_past].to(value_states.dtype)

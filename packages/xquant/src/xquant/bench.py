@@ -189,7 +189,7 @@ def _record_layer_errors(ctx, per_layer):
         rows=rows,
         columns=["model", "method", "layer", "k_rel_err", "v_rel_err"],
         claim="At equal memory, K/V rebuilt from quantized X (or CL deltas) are closer to the exact K/V than "
-        "KIVI's quantized K/V (notes E3; paper's mechanism for Tables 1/4).",
+        "KIVI's quantized K/V (DESIGN.md §3.3 E3; paper's mechanism for Tables 1/4).",
         verdict=verdict,
     )
 

@@ -1,7 +1,7 @@
 """Configuration of XQuant / XQuant-CL (arXiv 2508.10395) and of the KIVI baselines.
 
-Every knob maps to a statement of the paper or to a resolution in the design notes
-(`shared/papers/xquant.md` §1.7); the README lists them.
+Every knob maps to a statement of the paper or to a resolution written in DESIGN.md (§1.7 lists the
+defaults); the README lists them.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class XQuantConfig:
         X·U_v (per-token) from an offline SVD of W_k, W_v (§3.3.1); "auto" picks latent when the model
         has fewer KV heads than query heads.
     residual_length: newest tokens kept unquantized (KIVI-style window, §4; 128 in generation, 0 for
-        perplexity runs). Per-channel groups are only ever quantized whole (notes pitfall 5).
+        perplexity runs). Per-channel groups are only ever quantized whole (DESIGN.md pitfall 5).
     cross_layer: XQuant-CL (§3.2): layer i > base_layer caches Q(X_i - X̂_{i-1}).
     closed_loop: True = deltas against the previous layer's *reconstruction* (the paper's scheme);
-        False = the open-loop ablation Q(X_i - X_{i-1}) that the notes use to show error growth.
+        False = the open-loop ablation Q(X_i - X_{i-1}) kept to show error growth (DESIGN.md §1.4).
     base_layer: the CL base/accumulator layer (paper §4.3 uses index 2); stored as plain X at base_bits.
     base_bits: bits of the base layer (paper: 4).
     early_layers / early_bits: the first `early_layers` layers use `early_bits` (paper Table 4: 3 / 4).

@@ -1,7 +1,7 @@
 """Forward pre-hooks that capture each attention layer's input X and its positions at write time.
 
 HF attention calls ``past_key_values.update(key, value, layer_idx)`` without the X it projected and,
-in 5.x, without cos/sin (notes pitfall 1). A pre-hook on every `self_attn` stashes
+in 5.x, without cos/sin (DESIGN.md pitfall 1). A pre-hook on every `self_attn` stashes
 ``hidden_states`` (= post-input_layernorm X, paper §3.1) plus ``position_ids`` / ``position_embeddings``
 so the cache's `update` can store X and later re-apply RoPE with the positions the model really used
 (left padding, continued generation). The hooks hold only a weak reference to the cache state.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 AXES = ("token", "channel")
-#: Smallest scale; guards constant (zero-range) groups (notes pitfall 7). Representable in fp16.
+#: Smallest scale; guards constant (zero-range) groups (DESIGN.md pitfall 7). Representable in fp16.
 MIN_SCALE = 1e-5
 
 
@@ -105,7 +105,7 @@ def _check(x: torch.Tensor, bits: int, group_size: int, axis: str) -> None:
 
 
 def _scale_zero(mn: torch.Tensor, mx: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """fp16 scale s = (max - min)/(2^b - 1) and zero z = min (paper §1.3 of the notes)."""
+    """fp16 scale s = (max - min)/(2^b - 1) and zero z = min (DESIGN.md §1.3)."""
     s = ((mx - mn) / (2**bits - 1)).clamp(min=MIN_SCALE)
     return s.to(torch.float16), mn.to(torch.float16)
 

@@ -1,4 +1,4 @@
-"""Teacher-forced perplexity under a cache method (the paper's PPL protocol, §4.1 / notes pitfall 4).
+"""Teacher-forced perplexity under a cache method (the paper's PPL protocol, §4.1 / DESIGN.md pitfall 4).
 
 One forward pass over the whole sequence with a cache built with ``simulate=True``: every token's K/V
 (not only past ones) are rebuilt from the quantized store, queries and MLPs stay exact, all tokens

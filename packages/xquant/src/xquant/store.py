@@ -3,7 +3,7 @@
 The newest tokens wait in a full-precision residual window (paper §4: "we leave the final residual
 tokens unquantized (up to group size tokens), similar to the residual method in KIVI"). Flushes are
 whole quantization units, oldest first, so streaming one token at a time produces exactly the codes
-of quantizing the same tokens at once (notes pitfall 5):
+of quantizing the same tokens at once (DESIGN.md pitfall 5):
 * per-token axis: every token beyond the newest `residual_length` is quantized;
 * per-channel axis: whole groups of `group_size` tokens are quantized while the window is longer than
   `residual_length`; a 1-token per-channel group is never quantized (the VeloxQuant #162 no-op bug).

@@ -1,9 +1,9 @@
-"""Offline SVD latents for GQA models (paper §3.3, notes §1.5/§1.6), computed once per model.
+"""Offline SVD latents for GQA models (paper §3.3, DESIGN.md §1.5/§1.6), computed once per model.
 
 W (math convention, X·W) = U Σ Bᵀ. XQuant-GQA caches X·U (without Σ, paper §3.3.1) and
 rematerializes K = (X·U)·M with M = Σ Bᵀ. XQuant-CL on GQA uses U_kv from the SVD of [W_k | W_v] and
 reconstructs X̂_i = X̂_{i-1} + Q(ΔX_i U_kv) U_kvᵀ, exact on K/V when Q is the identity because W_kv
-only sees its column space; CL never uses M, so it is not kept. Computed in float64 (notes pitfall 3),
+only sees its column space; CL never uses M, so it is not kept. Computed in float64 (DESIGN.md pitfall 3),
 stored in the model dtype.
 
 Reuse (issue 22.1): factors are memoized in-process per weight tensor, keyed by the SHA-256 of the

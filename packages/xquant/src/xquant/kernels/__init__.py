@@ -1,4 +1,4 @@
-"""Compute backends: the plain-torch reference and Triton kernels (paper notes §5.3).
+"""Compute backends: the plain-torch reference and Triton kernels (DESIGN.md §5.3).
 
 `get_backend("auto", device)` returns the Triton backend on CUDA and the torch reference otherwise;
 asking for "triton" on a device Triton cannot serve raises (issue 3, robustness) instead of silently

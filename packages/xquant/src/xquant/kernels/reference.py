@@ -23,7 +23,7 @@ def dequant_matmul_ref(
 ) -> torch.Tensor:
     """deq(q) @ w (+ bias), then RoPE per head of `head_dim` columns when `rope=(cos, sin)` [..., T, hd].
 
-    Accumulates in fp32 (notes pitfall 7).
+    Accumulates in fp32 (DESIGN.md pitfall 7).
     """
     y = dequantize(q, torch.float32) @ w.float()
     if bias is not None:

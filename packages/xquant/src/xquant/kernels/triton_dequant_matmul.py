@@ -1,6 +1,6 @@
 """Triton fused dequantize + matmul: rematerialize K/V = deq(X codes) · W (+ bias) (+ RoPE epilogue).
 
-Mixed-input GEMM (notes §5.3, Stage 1): A = packed b-bit codes of X̂ [M, K] with fp16 scale/zero per
+Mixed-input GEMM (DESIGN.md §5.3, Stage 1): A = packed b-bit codes of X̂ [M, K] with fp16 scale/zero per
 (row, K-group) (per-token) or per (row-group, channel) (per-channel), B = W [K, N] in fp16/fp32.
 Codes are unpacked and dequantized in registers tile by tile (never materialized in memory) and
 accumulated in fp32. With `rope=(cos, sin)` and BLOCK_N = head_dim, the key's RoPE is applied in the
