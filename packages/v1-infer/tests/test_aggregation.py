@@ -1,4 +1,4 @@
-"""Golden µ example (notes §1.2) and the aggregation formulas."""
+"""Golden µ example (DESIGN.md §1.2) and the aggregation formulas."""
 
 import numpy as np
 import pytest

@@ -49,7 +49,7 @@ def test_vllm_backend_missing_gives_clear_error():
 
 
 def test_cli_simulate(capsys, tmp_path):
-    out = tmp_path / "rows.json"
+    out = tmp_path / "sim"
     assert (
         main(
             [
@@ -60,7 +60,7 @@ def test_cli_simulate(capsys, tmp_path):
                 "v1,pointwise",
                 "--budgets",
                 "1,2",
-                "--json",
+                "--out",
                 str(out),
             ]
         )
@@ -68,7 +68,7 @@ def test_cli_simulate(capsys, tmp_path):
     )
     text = capsys.readouterr().out
     assert "V1 2x" in text and "pointwise" in text
-    rows = json.loads(out.read_text())
+    rows = json.loads((out / "simulate.json").read_text())
     assert {r["method"] for r in rows} >= {"V1 1x", "V1 2x"}
 
 
@@ -79,7 +79,8 @@ def test_cli_generate_and_select_with_hf_folder(tiny, tmp_path):
     folder = save_model(model, tok, tmp_path / "model")
     probs = tmp_path / "p.jsonl"
     probs.write_text(json.dumps({"id": "a", "problem": "What is 1+1?"}) + "\n")
-    cands = tmp_path / "c.jsonl"
+    gen_dir = tmp_path / "gen"
+    cands = gen_dir / "candidates.jsonl"
     assert (
         main(
             [
@@ -87,7 +88,7 @@ def test_cli_generate_and_select_with_hf_folder(tiny, tmp_path):
                 "--input",
                 str(probs),
                 "--out",
-                str(cands),
+                str(gen_dir),
                 "--n",
                 "3",
                 "--backend",
@@ -102,7 +103,7 @@ def test_cli_generate_and_select_with_hf_folder(tiny, tmp_path):
     )
     rows = [json.loads(x) for x in cands.read_text().splitlines()]
     assert len(rows[0]["candidates"]) == 3
-    ranked = tmp_path / "r.jsonl"
+    ranked = tmp_path / "sel" / "selections.jsonl"
     assert (
         main(
             [
@@ -110,7 +111,7 @@ def test_cli_generate_and_select_with_hf_folder(tiny, tmp_path):
                 "--input",
                 str(cands),
                 "--out",
-                str(ranked),
+                str(ranked.parent),
                 "--backend",
                 "hf",
                 "--model",
@@ -252,8 +253,8 @@ def test_real_vllm_server_through_the_cli(vllm_server, tmp_path, capsys, seeded)
         for p in range(4)
     ]
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "out.jsonl"
-    argv = ["select", "--input", str(inp), "--out", str(out), "--backend", "openai", "--base-url", url]
+    out = tmp_path / "out" / "selections.jsonl"
+    argv = ["select", "--input", str(inp), "--out", str(out.parent), "--backend", "openai", "--base-url", url]
     argv += ["--model", folder, "--max-tokens", "64", "--concurrency", "64", "--timeout", "300", "--audit"]
     argv += [
         "--max-model-len",

@@ -17,8 +17,11 @@ def env(tmp_path):
     inp.write_text(json.dumps({"problem": "What is 2+2? " * 40, "candidates": ["4", "5"]}) + "\n")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    existing = tmp_path / "done.jsonl"
-    existing.write_text('{"line": 1, "problem": "x"}\n')
+    existing = tmp_path / "done"  # an --out folder that already holds a selection
+    existing.mkdir()
+    (existing / "selections.jsonl").write_text('{"line": 1, "problem": "x"}\n')
+    clash = tmp_path / "clash"  # --out folder whose output file name is taken by a directory
+    (clash / "selections.jsonl").mkdir(parents=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -29,7 +32,9 @@ def env(tmp_path):
     return {
         "IN": str(inp),
         "DIR": str(tmp_path),
-        "UNWRITABLE": str(afile / "out.jsonl"),  # parent is a file
+        "UNWRITABLE": str(afile / "out"),  # parent is a file
+        "AFILE": str(afile),  # a file where a folder is expected
+        "CLASH": str(clash),
         "EXISTING": str(existing),
         "URL": url,
         "TOK": str(tok),
@@ -55,7 +60,8 @@ TABLE = [
     (["simulate", "--calibration", "inf"], "--calibration"),
     (["simulate", "--parse-failure-rate", "2"], "--parse-failure-rate"),
     (["simulate", "--seed", "-1"], "--seed"),
-    (["simulate", "--problems", "2", "--json", "UNWRITABLE"], "--json"),
+    (["simulate", "--problems", "2", "--out", "UNWRITABLE"], "--out"),
+    (["simulate", "--problems", "2", "--out", "AFILE"], "--out"),
     # select: numbers
     ([*SEL, "--budget", "0"], "--budget: 0 is out of range"),
     ([*SEL, "--budget", "nan"], "--budget: 'nan' is not a finite number"),
@@ -83,10 +89,16 @@ TABLE = [
     (["select", "--input", "MISSING", "--model", "m"], "--input: "),
     (["select", "--input", "DIR", "--model", "m"], "not a file"),
     ([*SEL, "--out", "UNWRITABLE"], "--out"),
-    ([*SEL, "--out", "EXISTING"], "already exists: pass --resume"),
-    ([*SEL, "--resume"], "--resume needs --out FILE"),
-    ([*SEL, "--out", "DIR"], "is a directory"),
-    ([*SEL, "--cache", "UNWRITABLE", "--out", "DIR/o.jsonl"], "--cache"),
+    ([*SEL, "--out", "AFILE"], "--out"),
+    ([*SEL, "--out", "EXISTING"], "already holds selections.jsonl: pass --resume"),
+    ([*SEL, "--resume"], "--resume needs --out DIR"),
+    ([*SEL, "--out", "CLASH"], "selections.jsonl inside it is a directory"),
+    ([*SEL, "--cache", "UNWRITABLE", "--out", "DIR/o"], "--cache"),
+    ([*SEL, "--device", "gpu"], "--device"),
+    ([*SEL, "--device", "cuda:x"], "--device"),
+    ([*SEL, "--device", "cpu"], "only the hf backend places a model"),
+    ([*SEL, "--threads", "0"], "--threads"),
+    ([*SEL, "--threads", "two"], "--threads"),
     (["select", "--input", "IN", "--backend", "openai", "--model", "m"], "needs --base-url"),
     ([*SEL[:-4], "--base-url", "ftp://x", "--model", "m"], "must start with http"),
     (["select", "--input", "IN", "--model", "MISSING"], "not a local model folder"),
@@ -98,6 +110,7 @@ TABLE = [
     ([*GEN, "--n", "0"], "--n"),
     ([*GEN, "--max-tokens", "-3"], "--max-tokens"),
     ([*GEN, "--out", "UNWRITABLE"], "--out"),
+    ([*GEN, "--threads", "-1"], "--threads"),
     ([*GEN, "--max-model-len", "64", "--tokenizer", "TOK"], "does not fit --max-model-len 64"),
     (["generate", "--input", "MISSING", "--model", "m"], "no such file"),
     # pairrl
@@ -107,6 +120,13 @@ TABLE = [
     (["pairrl", "--lr", "0"], "--lr"),
     (["pairrl", "--lam", "-1"], "--lam"),
     (["pairrl", "--seeds", "a,b"], "--seeds"),
+    (["pairrl", "--seeds", "0"], "--seeds"),
+    (["pairrl", "--seeds", "0,1"], "--seeds"),
+    (["pairrl", "--seed", "-1"], "--seed"),
+    (["pairrl", "--seeds", "2", "--seed", "1"], "--seeds N (seeds 0..N-1) and --seed S exclude each other"),
+    (["pairrl", "--device", "tpu"], "--device"),
+    (["pairrl", "--threads", "0"], "--threads"),
+    (["pairrl", "--backend", "trl", "--device", "cpu"], "the trl backend places the model itself"),
     (["pairrl", "--modes", "pair,foo"], "--modes"),
     (["pairrl", "--problems-per-step", "0"], "--problems-per-step"),
     (["pairrl", "--eval-problems", "0"], "--eval-problems"),
@@ -116,8 +136,7 @@ TABLE = [
     (["pairrl", "--config", "MISSING"], "--config"),
     (["pairrl", "--save-every", "1"], "need an output folder (--out)"),
     (["pairrl", "--out", "UNWRITABLE"], "--out"),
-    (["pairrl", "--json", "UNWRITABLE"], "--json"),
-    (["pairrl", "--png", "UNWRITABLE"], "--png"),
+    (["pairrl", "--out", "AFILE"], "--out"),
     # bench
     (["bench", "--scale", "huge"], "--scale"),
     (["bench", "--results", "UNWRITABLE"], "--results"),

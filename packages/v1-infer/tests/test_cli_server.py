@@ -109,13 +109,15 @@ def _select(url, inp, out, *extra):
     )
 
 
-def _records(out: Path) -> list[dict]:
-    return [json.loads(x) for x in out.read_text().splitlines() if x.strip()] if out.exists() else []
+def _records(out: Path, name: str = "selections.jsonl") -> list[dict]:
+    """The JSONL the CLI wrote inside the --out folder."""
+    f = out / name
+    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
 
 
 def test_dead_server_exits_nonzero_and_ranks_nothing(tmp_path, capsys):
     inp = _write(tmp_path / "in.jsonl", _problems(2, 1))
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "out"
     t0 = time.time()
     rc = _select(_dead_url(), inp, out, "--abort-after", "3")
     assert rc == 3
@@ -130,7 +132,7 @@ def test_http_500_and_404_are_backend_errors_not_ties(tmp_path, servers, capsys)
     for code in ("500", "404"):
         srv = servers(f"s{code}", "--status", code)
         inp = _write(tmp_path / f"in{code}.jsonl", _problems(1, 0))
-        out = tmp_path / f"out{code}.jsonl"
+        out = tmp_path / f"out{code}"
         assert _select(srv.url, inp, out) == 3
         assert _records(out) == []
         assert f"HTTP {code}" in capsys.readouterr().err
@@ -140,7 +142,7 @@ def test_skip_policy_ranks_on_judged_pairs_and_says_how_many(tmp_path, servers):
     srv = servers("ok")
     rows = [{"id": "p", "problem": "q", "candidates": ["a Q=3", "b Q=9", "c HUGE Q=1", "d Q=6"]}]
     inp = _write(tmp_path / "in.jsonl", rows)
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "out"
     # the absurd rating fails one call (a parse failure), never the round
     assert _select(srv.url, inp, out, "--on-parse-error", "skip") == 0
     (rec,) = _records(out)
@@ -153,7 +155,7 @@ def test_server_killed_mid_run_keeps_finished_problems_and_resume_resends_nothin
     inp = _write(tmp_path / "in.jsonl", rows)
     # reference: an uninterrupted run
     ref_srv = servers("ref")
-    ref_out = tmp_path / "ref.jsonl"
+    ref_out = tmp_path / "ref"
     assert _select(ref_srv.url, inp, ref_out, "--seed", "5", "--no-cache") == 0
     total = len(ref_srv.requests())
     ref = {r["id"]: r for r in _records(ref_out)}
@@ -161,7 +163,7 @@ def test_server_killed_mid_run_keeps_finished_problems_and_resume_resends_nothin
 
     # the first server dies (no reply, socket closed) on its 13th request: round 0 (3 + 2x3 calls) is done
     srv1 = servers("first", "--die-after", "12")
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "out"
     rc = _select(srv1.url, inp, out, "--seed", "5")
     srv1.proc.wait(timeout=10)
     assert rc == 3
@@ -185,8 +187,8 @@ def test_server_killed_mid_run_keeps_finished_problems_and_resume_resends_nothin
 
     # a full re-run against the cache sends no request at all
     srv3 = servers("third")
-    again = tmp_path / "again.jsonl"
-    assert _select(srv3.url, inp, again, "--seed", "5", "--cache", str(out) + ".cache.jsonl") == 0
+    again = tmp_path / "again"
+    assert _select(srv3.url, inp, again, "--seed", "5", "--cache", str(out / "cache.jsonl")) == 0
     assert srv3.requests() == []
     assert [r["order"] for r in _records(again)] == [ref[r["id"]]["order"] for r in _records(again)]
 
@@ -194,11 +196,11 @@ def test_server_killed_mid_run_keeps_finished_problems_and_resume_resends_nothin
 def test_no_seed_by_default_and_distinct_seeds_with_run_seed(tmp_path, servers):
     inp = _write(tmp_path / "in.jsonl", _problems(1, 1))
     srv = servers("a")
-    assert _select(srv.url, inp, tmp_path / "o1.jsonl", "--no-cache") == 0
+    assert _select(srv.url, inp, tmp_path / "o1", "--no-cache") == 0
     reqs = srv.requests()
     assert reqs and not any(q["has_seed"] for q in reqs)
     srv2 = servers("b")
-    assert _select(srv2.url, inp, tmp_path / "o2.jsonl", "--no-cache", "--seed", "3", "--budget", "3") == 0
+    assert _select(srv2.url, inp, tmp_path / "o2", "--no-cache", "--seed", "3", "--budget", "3") == 0
     seeds = [q["seed"] for q in srv2.requests()]
     assert all(isinstance(s, int) for s in seeds)
     assert len(set(seeds)) == len(seeds)  # distinct per request, also for repeated comparisons
@@ -207,22 +209,22 @@ def test_no_seed_by_default_and_distinct_seeds_with_run_seed(tmp_path, servers):
 def test_generate_failures_fail_the_command_and_are_never_ranked(tmp_path, servers, capsys):
     inp = _write(tmp_path / "p.jsonl", [{"problem": "a"}, {"problem": "b"}])
     srv = servers("gen500", "--status", "500")
-    out = tmp_path / "c.jsonl"
+    out = tmp_path / "c"
     args = ["generate", "--input", str(inp), "--out", str(out), "--backend", "openai", "--model", "m"]
     args += ["--n", "3", "--max-retries", "0"]
     assert main([*args, "--base-url", srv.url]) == 3
-    assert _records(out) == []
+    assert _records(out, "candidates.jsonl") == []
     assert "generations failed" in capsys.readouterr().err
     ok = servers("genok")
     assert main([*args, "--base-url", ok.url, "--resume"]) == 0
-    recs = _records(out)
+    recs = _records(out, "candidates.jsonl")
     assert [len(r["candidates"]) for r in recs] == [3, 3] and [r["line"] for r in recs] == [1, 2]
     # a file holding a failed generation is refused by select, naming the line
     bad = _write(
         tmp_path / "bad.jsonl",
         [{"problem": "q", "candidates": [{"text": "", "meta": {"error": "HTTP 500"}}]}],
     )
-    assert _select(ok.url, bad, tmp_path / "x.jsonl") == 2
+    assert _select(ok.url, bad, tmp_path / "x") == 2
     assert "bad.jsonl:1: candidate 0 is a failed generation" in capsys.readouterr().err
 
 
@@ -244,11 +246,11 @@ def test_generate_failures_fail_the_command_and_are_never_ranked(tmp_path, serve
 def test_select_input_validation_names_the_line(tmp_path, capsys, content, message):
     inp = tmp_path / "in.jsonl"
     inp.write_bytes(content)
-    rc = _select(_dead_url(), inp, tmp_path / "out.jsonl")
+    rc = _select(_dead_url(), inp, tmp_path / "out")
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
-    assert not (tmp_path / "out.jsonl").exists()  # nothing sent, nothing written
+    assert not (tmp_path / "out").exists()  # nothing sent, nothing written
 
 
 @pytest.mark.slow
@@ -259,7 +261,7 @@ def test_ctrl_c_keeps_finished_problems_and_resume_completes(tmp_path, servers):
     rows = _problems(3, 2)
     inp = _write(tmp_path / "in.jsonl", rows)
     srv = servers("slow", "--delay", "0.3")
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "out"
     cmd = [sys.executable, "-m", "v1_infer.cli", "select", "--input", str(inp), "--out", str(out)]
     cmd += ["--backend", "openai", "--base-url", srv.url, "--model", "fake", "--concurrency", "1"]
     proc = subprocess.Popen(

@@ -84,8 +84,11 @@ def test_resume_continues_exactly(tiny, tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     lines = (tmp_path / "b/seed0/pair/metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2 and (tmp_path / "b/seed0/pair/final/config.json").is_file()
-    # the trainer state is weights_only-safe (no pickled objects) and is loaded that way
-    state = torch.load(tmp_path / "b/seed0/pair/step-1/trainer_state.pt", weights_only=True)
+    # the trainer state is a shared-format checkpoint (weights_only-safe, tagged with its kind)
+    from paperworks_shared.checkpoint import load_checkpoint
+    from v1_infer.pairrl.runner import TRAINER_STATE_KIND
+
+    state, _ = load_checkpoint(tmp_path / "b/seed0/pair/step-1/trainer_state.pt", kind=TRAINER_STATE_KIND)
     assert state["step"] == 0 and "state" in state["optimizer"]
     assert not list((tmp_path / "b/seed0/pair").glob(".*staging*"))  # published by atomic rename
 
@@ -125,19 +128,9 @@ def test_cli_pairrl_tiny_run_with_config(tmp_path, capsys):
     cfg.write_text(
         'modes = ["pair", "rl"]\nsft_steps = 3\nsteps = 1\nproblems_per_step = 4\neval_problems = 4\n'
     )
-    out = tmp_path / "p.json"
-    png = tmp_path / "p.png"
-    argv = [
-        "pairrl",
-        "--config",
-        str(cfg),
-        "--out",
-        str(tmp_path / "run"),
-        "--json",
-        str(out),
-        "--png",
-        str(png),
-    ]
+    out = tmp_path / "run" / "pairrl.json"
+    png = tmp_path / "run" / "pairrl.png"
+    argv = ["pairrl", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main(argv) == 0
     assert png.stat().st_size > 1000
     from paperworks_shared.bench import Record

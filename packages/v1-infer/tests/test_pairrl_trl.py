@@ -169,7 +169,8 @@ def test_cli_trl_backend_writes_metrics_checkpoints_and_final(tmp_path):
     out = tmp_path / "run"
     args = ["pairrl", "--backend", "trl", "--modes", "pair", "--sft-steps", "3", "--steps", "2"]
     args += ["--problems-per-step", "4", "--eval-problems", "4", "--out", str(out), "--save-every", "1"]
-    assert main(args + ["--json", str(tmp_path / "r.json")]) == 0
+    assert main(args) == 0
+    assert (out / "pairrl.json").is_file()
     folder = out / "seed0" / "pair"
     lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all("rewards/solver_reward/mean" in x for x in lines)

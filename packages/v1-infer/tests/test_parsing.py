@@ -1,4 +1,4 @@
-"""Strict parser on adversarial judge outputs (notes §3.3.7)."""
+"""Strict parser on adversarial judge outputs (DESIGN.md §3.3.7)."""
 
 import pytest
 

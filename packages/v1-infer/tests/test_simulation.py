@@ -1,4 +1,4 @@
-"""Seeded simulator regression with the notes' margins (§3.3.5) and baseline behaviour."""
+"""Seeded simulator regression with the DESIGN.md §3.3.5 margins and baseline behaviour."""
 
 import numpy as np
 import pytest

@@ -4,42 +4,99 @@ Core (numpy only): `SwissTournament` (ask/tell), `TournamentConfig`, `WinRateSta
 the round-batched drivers (`V1Infer.rank_many`). Judges, backends and graders live in subpackages.
 """
 
-from .aggregation import WinRateStats, bradley_terry
-from .baselines import (
-    METHODS,
-    BradleyTerry,
-    Knockout,
-    MajorityVote,
-    PointwiseBestOfN,
-    RandomPairing,
-    RandomPick,
-    RoundRobin,
-    make_selector,
-)
-from .config import TournamentConfig
-from .driver import V1Infer, arun_selectors, run_selectors
-from .errors import BackendError, BackendUnavailable, ProblemFailed
-from .judges import (
-    LLMPairwiseJudge,
-    LLMPointwiseJudge,
-    OracleJudge,
-    SimulatedPairwiseJudge,
-    SimulatedPointwiseJudge,
-    simulate_problems,
-)
-from .selector import PairwiseSelector, Selector
-from .tournament import SwissTournament
-from .types import (
-    Candidate,
-    Comparison,
-    PairOutcome,
-    PairQuery,
-    PairRequest,
-    PointOutcome,
-    PointQuery,
-    PointRequest,
-    RankingResult,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use (PEP 562): `import v1_infer` and `v1-infer --help` load no numpy.
+_LAZY = {
+    "WinRateStats": "aggregation",
+    "bradley_terry": "aggregation",
+    "METHODS": "methods",
+    "BradleyTerry": "baselines",
+    "Knockout": "baselines",
+    "MajorityVote": "baselines",
+    "PointwiseBestOfN": "baselines",
+    "RandomPairing": "baselines",
+    "RandomPick": "baselines",
+    "RoundRobin": "baselines",
+    "make_selector": "baselines",
+    "TournamentConfig": "config",
+    "V1Infer": "driver",
+    "arun_selectors": "driver",
+    "run_selectors": "driver",
+    "BackendError": "errors",
+    "BackendUnavailable": "errors",
+    "ProblemFailed": "errors",
+    "LLMPairwiseJudge": "judges",
+    "LLMPointwiseJudge": "judges",
+    "OracleJudge": "judges",
+    "SimulatedPairwiseJudge": "judges",
+    "SimulatedPointwiseJudge": "judges",
+    "simulate_problems": "judges",
+    "PairwiseSelector": "selector",
+    "Selector": "selector",
+    "SwissTournament": "tournament",
+    "Candidate": "types",
+    "Comparison": "types",
+    "PairOutcome": "types",
+    "PairQuery": "types",
+    "PairRequest": "types",
+    "PointOutcome": "types",
+    "PointQuery": "types",
+    "PointRequest": "types",
+    "RankingResult": "types",
+}
+
+if TYPE_CHECKING:
+    from .aggregation import WinRateStats, bradley_terry
+    from .baselines import (
+        BradleyTerry,
+        Knockout,
+        MajorityVote,
+        PointwiseBestOfN,
+        RandomPairing,
+        RandomPick,
+        RoundRobin,
+        make_selector,
+    )
+    from .config import TournamentConfig
+    from .driver import V1Infer, arun_selectors, run_selectors
+    from .errors import BackendError, BackendUnavailable, ProblemFailed
+    from .judges import (
+        LLMPairwiseJudge,
+        LLMPointwiseJudge,
+        OracleJudge,
+        SimulatedPairwiseJudge,
+        SimulatedPointwiseJudge,
+        simulate_problems,
+    )
+    from .methods import METHODS
+    from .selector import PairwiseSelector, Selector
+    from .tournament import SwissTournament
+    from .types import (
+        Candidate,
+        Comparison,
+        PairOutcome,
+        PairQuery,
+        PairRequest,
+        PointOutcome,
+        PointQuery,
+        PointRequest,
+        RankingResult,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

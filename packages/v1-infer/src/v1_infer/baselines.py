@@ -3,7 +3,7 @@
 - `RandomPick` (Pass@1): a uniformly random candidate, zero calls.
 - `MajorityVote` (math): the most frequent final answer, zero calls.
 - `PointwiseBestOfN`: rate each candidate alone (``repeats`` times to match a pairwise budget), pick the
-  best mean rating; ties by index (the code's stable sort, notes §6.8) or at random.
+  best mean rating; ties by index (the code's stable sort, DESIGN.md §6.8) or at random.
 - `RandomPairing`: rounds of random perfect matchings until the budget, margin-weighted µ (the paper's
   scheduling ablation).
 - `Knockout`: single-elimination bracket, ``k`` votes (calls) per match, (N-1)k calls, ceil(log2 N) rounds.
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from .config import TournamentConfig
-from .selector import TIE_RATING, PairwiseSelector, Selector
-from .types import Candidate, Comparison, PointOutcome, PointRequest, RankingResult
+from .methods import METHODS  # re-exported here: the one list of method names
+from .selector import TIE_RATING, Outcome, PairwiseSelector, Request, Selector, point_outcome
+from .types import Candidate, Comparison, PointRequest, RankingResult
 
 
 class RandomPick(Selector):
@@ -85,7 +86,7 @@ class MajorityVote(Selector):
             np.random.default_rng(self.seed).random(self.n) if self.tiebreak == "random" else np.zeros(self.n)
         )
         # group tie-break must act per group: use the group's first index (or a random group score)
-        first = {}
+        first: dict = {}
         for idx, k in enumerate(self.keys):
             first.setdefault(k, idx)
         group_second = [second[first[k]] if self.tiebreak == "random" else first[k] for k in self.keys]
@@ -131,9 +132,12 @@ class PointwiseBestOfN(Selector):
         self._done = True
         return [PointRequest(i) for _ in range(self.repeats) for i in range(self.n)]
 
-    def observe(self, requests, outcomes: list[PointOutcome]):
+    def observe(self, requests: list[Request], outcomes: list[Outcome]) -> None:
         self._account(requests, outcomes)
-        for req, o in zip(requests, outcomes):
+        for req, raw in zip(requests, outcomes):
+            o = point_outcome(raw)
+            if not isinstance(req, PointRequest):
+                raise TypeError(f"pointwise got a {type(req).__name__} request back")
             if o.error is not None:  # backend error: never a rating, never a tie
                 self.backend_errors += 1
                 self._backend_failure(f"candidate {req.i}", str(o.error), self.on_backend_error)
@@ -142,7 +146,11 @@ class PointwiseBestOfN(Selector):
                 ok = bool(o.parsed and o.rating is not None)
                 if not ok:
                     self.parse_failures += 1
-                r = float(o.rating) if ok else (TIE_RATING if self.on_parse_error == "tie" else None)
+                r = (
+                    float(o.rating)
+                    if ok and o.rating is not None
+                    else (TIE_RATING if self.on_parse_error == "tie" else None)
+                )
                 used = "rating" if ok else self.on_parse_error
             self.log.append(
                 Comparison(
@@ -176,7 +184,7 @@ class PointwiseBestOfN(Selector):
 
 class RandomPairing(PairwiseSelector):
     """The paper's random-pairing ablation: B independent, uniformly random pairs (i != j), all in one
-    round (notes §5.2: "random pairing ... need[s] 1" round), aggregated with the same weighted µ.
+    round (DESIGN.md §5.2: "random pairing ... need[s] 1" round), aggregated with the same weighted µ.
 
     ``matchings=True`` instead draws rounds of random perfect matchings until the budget (a stronger,
     non-adaptive design: every candidate gets the same number of comparisons).
@@ -299,18 +307,6 @@ class Knockout(PairwiseSelector):
         res = super().result()
         res.scores = [float(x) for x in self.out_round]
         return res
-
-
-METHODS = (
-    "v1",
-    "random_pairing",
-    "bradley_terry",
-    "knockout",
-    "round_robin",
-    "pointwise",
-    "majority",
-    "random_pick",
-)
 
 
 def make_selector(

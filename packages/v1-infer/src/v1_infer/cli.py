@@ -1,9 +1,12 @@
 """``v1-infer`` console script: simulate, select, generate, pairrl, bench.
 
 Error convention (`paperworks_shared.cli`): a bad argument or input exits 2 with one line naming the
-problem, before any model is loaded or request sent. ``select`` / ``generate`` append each finished
-problem to ``--out`` as it completes (fsync), so a crash, a dead server or Ctrl-C keeps every finished
-problem; ``--resume`` continues such a file. When a problem cannot be answered (backend errors under
+problem, before any model is loaded or request sent. ``--out`` is always a directory: ``select`` writes
+``OUT/selections.jsonl``, ``generate`` ``OUT/candidates.jsonl`` (each with a judgment/generation cache
+``OUT/cache.jsonl``), ``simulate`` ``OUT/simulate.json``, ``pairrl`` ``OUT/pairrl.json`` + ``.png`` next
+to its checkpoints; without ``--out``, select/generate stream JSONL to stdout. Each finished problem is
+appended as it completes (fsync), so a crash, a dead server or Ctrl-C keeps every finished problem;
+``--resume`` continues such a file. When a problem cannot be answered (backend errors under
 ``--on-backend-error fail``, or the run stopped because the server is gone) the command exits 3 with a
 one-line summary on stderr.
 """
@@ -18,7 +21,10 @@ from pathlib import Path
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
+    apply_runtime_args,
     check_out_dir,
     check_out_file,
     choice_of,
@@ -35,11 +41,11 @@ from paperworks_shared.cli import (
     run_cli,
 )
 
-from .baselines import (
-    METHODS,  # the one list of selection methods (running v1_infer.cli imports the package anyway)
-)
+from .methods import METHODS  # the one list of selection methods (baselines re-exports it; no numpy)
 
 PROG = "v1-infer"
+OUT_FILES = {"select": "selections.jsonl", "generate": "candidates.jsonl"}  # names inside --out DIR
+CACHE_FILE = "cache.jsonl"
 EXIT_INCOMPLETE = 3  # some problems failed or the run stopped: the output holds what finished
 
 
@@ -115,17 +121,22 @@ def _candidates(path, k: int, r: dict):
 class _Output:
     """Append-and-fsync JSONL output keyed by input line; ``--resume`` reads what is already there."""
 
-    def __init__(self, path: str, resume: bool):
-        self.path = None if path == "-" else Path(path)
+    def __init__(self, out_dir: str | None, name: str, resume: bool):
         self.done: dict[int, dict] = {}
-        if self.path is None:
-            require(not resume, "--resume needs --out FILE (not stdout)")
+        if out_dir is None:
+            self.path: Path | None = None
+            require(not resume, "--resume needs --out DIR (not stdout)")
             return
-        check_out_file(self.path)
+        check_out_dir(out_dir)
+        self.path = Path(out_dir) / name
+        path = str(self.path)
+        if self.path.is_dir():
+            raise UserError(f"--out {out_dir!r}: {name} inside it is a directory")
         if self.path.exists() and self.path.stat().st_size > 0:
             if not resume:
                 raise UserError(
-                    f"--out {str(path)!r} already exists: pass --resume to continue it, or remove it"
+                    f"--out {out_dir!r} already holds {name}: pass --resume to continue it, or use "
+                    "another folder"
                 )
             raw = self.path.read_bytes()
             end = raw.rfind(b"\n") + 1
@@ -245,6 +256,7 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
         "request that was already answered",
     )
     g.add_argument("--no-cache", action="store_true", help="do not keep a judgment cache")
+    add_runtime_args(p)  # --device (hf backend), --threads, --no-progress
 
 
 def _check_backend_args(a) -> None:
@@ -302,6 +314,21 @@ def _check_length(a, tok, where: str, prompt: str) -> None:
         )
 
 
+def _device(a):
+    """The torch.device for --device / --threads (only the hf backend runs a model in this process)."""
+    if a.backend != "hf":
+        require(
+            a.device == "auto",
+            f"--device {a.device}: only the hf backend places a model (vllm / openai choose their own)",
+        )
+        if a.threads:
+            import torch
+
+            torch.set_num_threads(a.threads)
+        return None
+    return apply_runtime_args(a)
+
+
 def _generator(a, cache_path):
     from .backends.factory import make_generator
     from .backends.requests import RequestPlanner
@@ -320,6 +347,8 @@ def _generator(a, cache_path):
             max_retries=a.max_retries,
             abort_after=a.abort_after,
             extra_body=a.extra_body,
+            device=_device(a),
+            progress=not a.no_progress,
         )
     except (ImportError, ValueError, OSError) as e:
         raise UserError(f"cannot start the {a.backend} backend: {e}") from None
@@ -332,7 +361,7 @@ def _cache_path(a):
     if a.cache:
         check_out_file(a.cache, what="--cache")
         return a.cache
-    return None if a.out == "-" else a.out + ".cache.jsonl"
+    return None if a.out is None else str(Path(a.out) / CACHE_FILE)
 
 
 def _summary(
@@ -358,8 +387,8 @@ def cmd_simulate(a) -> int:
 
     from .simulation import default_methods, run_study
 
-    if a.json:
-        check_out_file(a.json, what="--json")
+    if a.out:
+        check_out_dir(a.out)
     specs = default_methods(tuple(a.budgets))
     if a.methods:
         want = set(a.methods)
@@ -386,10 +415,11 @@ def cmd_simulate(a) -> int:
         "overhead_ms",
     ]
     print(markdown_table(rows, cols))
-    if a.json:
+    if a.out:
         from paperworks_shared.files import atomic_write_json
 
-        atomic_write_json(a.json, rows)
+        atomic_write_json(Path(a.out) / "simulate.json", rows)
+        print(f"wrote {Path(a.out) / 'simulate.json'}", file=sys.stderr)
     return 0
 
 
@@ -404,7 +434,7 @@ def cmd_select(a) -> int:
     _check_backend_args(a)
     rows = _read_jsonl(a.input)
     parsed = [(k, _problem(a.input, k, r), _candidates(a.input, k, r), r) for k, r in rows]
-    out = _Output(a.out, a.resume)
+    out = _Output(a.out, OUT_FILES["select"], a.resume)
     out.check_matches(rows)
     tok = _tokenizer(a)
     if tok is not None:
@@ -467,7 +497,7 @@ def cmd_select(a) -> int:
             [t[2] for t in todo],
             judge,
             pjudge,
-            progress=True,
+            progress=not a.no_progress,
             on_done=on_done,
             abort_after=a.abort_after,
         )
@@ -488,7 +518,7 @@ def cmd_generate(a) -> int:
     _check_backend_args(a)
     rows = _read_jsonl(a.input)
     parsed = [(k, _problem(a.input, k, r), r) for k, r in rows]
-    out = _Output(a.out, a.resume)
+    out = _Output(a.out, OUT_FILES["generate"], a.resume)
     out.check_matches(rows)
     tok = _tokenizer(a)
     if tok is not None:
@@ -538,23 +568,9 @@ def cmd_generate(a) -> int:
     return _summary("generate", len(parsed), len(parsed) - len(todo), written, failed, aborted)
 
 
-def cmd_bench(a) -> int:
-    from paperworks_shared.bench import BenchContext, write_report
-
-    from .bench import run
-
-    check_out_dir(a.results, what="--results")
-    ctx = BenchContext("v1-infer", a.scale, a.results)
-    run(ctx)
-    write_report(a.results, scale=a.scale)
-    print(f"wrote {len(ctx.records)} records to {ctx.outdir}")
-    return 0
-
-
 _PAIRRL_FLAGS = {  # argparse dest -> RunConfig field (only flags given explicitly override the config)
     "backend": "backend",
     "modes": "modes",
-    "seeds": "seeds",
     "sft_steps": "sft_steps",
     "steps": "steps",
     "problems_per_step": "problems_per_step",
@@ -562,7 +578,6 @@ _PAIRRL_FLAGS = {  # argparse dest -> RunConfig field (only flags given explicit
     "lr": "lr",
     "eval_problems": "eval_problems",
     "budget": "budget",
-    "out": "out",
     "save_every": "save_every",
     "resume": "resume",
 }
@@ -573,9 +588,6 @@ def cmd_pairrl(a) -> int:
 
     from .pairrl.runner import RunConfig, load_config, run_study, study_record, summarize
 
-    for flag in ("json", "png"):
-        if getattr(a, flag):
-            check_out_file(getattr(a, flag), what=f"--{flag}")
     try:
         data = load_config(a.config) if a.config else {}
     except (ValueError, OSError) as e:
@@ -584,13 +596,25 @@ def cmd_pairrl(a) -> int:
         v = getattr(a, dest)
         if v is not None:
             data[key] = v
+    require(a.seeds is None or a.seed is None, "--seeds N (seeds 0..N-1) and --seed S exclude each other")
+    if a.seeds is not None:
+        data["seeds"] = list(range(a.seeds))
+    elif a.seed is not None:
+        data["seeds"] = [a.seed]
+    if a.out is not None:
+        data["out"] = a.out
     try:
         cfg = RunConfig(**data)
     except (TypeError, ValueError) as e:
         raise UserError(f"pairrl: {e}") from None
     if cfg.out:
         check_out_dir(cfg.out, what="--out")
-    rows, extra = run_study(cfg, progress=True)
+    device = apply_runtime_args(a)
+    require(
+        cfg.backend == "torch" or a.device == "auto",
+        "--device: the trl backend places the model itself (accelerate); leave --device auto",
+    )
+    rows, extra = run_study(cfg, progress=not a.no_progress, device=device)
     print(markdown_table(rows))
     if len(cfg.seeds) > 1:
         print(markdown_table(summarize(rows)))
@@ -598,18 +622,21 @@ def cmd_pairrl(a) -> int:
         first, last = info.get("sft_loss_first"), info.get("sft_loss_last")
         if first is not None and last is not None:
             print(f"seed {seed}: SFT loss {first:.3f} -> {last:.3f}")
-    if a.json:
-        from paperworks_shared.files import atomic_write_text
+    if cfg.out:
+        from paperworks_shared.files import atomic_path, atomic_write_text
 
-        rec = study_record(cfg, rows, extra, experiment=Path(a.json).stem)
-        atomic_write_text(a.json, rec.to_json() + "\n")
-    if a.png:
-        from paperworks_shared.files import atomic_path
+        rec = study_record(cfg, rows, extra, experiment="pairrl")
+        atomic_write_text(Path(cfg.out) / "pairrl.json", rec.to_json() + "\n")
+        try:
+            from .pairrl.runner import plot_summary
 
-        from .pairrl.runner import plot_summary
-
-        with atomic_path(a.png) as tmp:
-            plot_summary(summarize(rows)).savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+            fig = plot_summary(summarize(rows))
+        except ImportError as e:  # matplotlib is in the [bench] extra
+            print(f"{PROG}: no pairrl.png ({e})", file=sys.stderr)
+        else:
+            with atomic_path(Path(cfg.out) / "pairrl.png") as tmp:
+                fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        print(f"wrote {Path(cfg.out) / 'pairrl.json'}", file=sys.stderr)
     return 0
 
 
@@ -638,10 +665,6 @@ def _json_object(text: str) -> dict:
 
 def _regime(text: str):
     return "beta" if text == "beta" else probability(text)
-
-
-def _seed_list(text: str) -> list[int]:
-    return list_of(nonneg_int)(text)
 
 
 def _mode_list(text: str) -> list[str]:
@@ -685,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parse-failure-rate", type=probability, default=0.0)
     s.add_argument("--wrong-answers", type=choice_of(("clustered", "dispersed")), default="clustered")
     s.add_argument("--seed", type=nonneg_int, default=0)
-    s.add_argument("--json", help="also write the rows as JSON here")
+    s.add_argument("--out", default=None, help="folder: also write the rows as OUT/simulate.json")
     s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser(
@@ -697,7 +720,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="JSONL: {'problem': str, 'candidates': [str | {'text': ...}], 'id'?}",
     )
-    s.add_argument("--out", default="-", help="output JSONL, one line per finished problem ('-' = stdout)")
+    s.add_argument(
+        "--out",
+        default=None,
+        help="output folder: OUT/selections.jsonl, one line per finished problem, and the judgment cache "
+        "OUT/cache.jsonl (default: JSONL to stdout, no cache)",
+    )
     s.add_argument("--task", type=choice_of(("math", "code")), default="math")
     s.add_argument("--method", type=choice_of(METHODS), default="v1", help="v1 (default) or a baseline")
     s.add_argument("--budget", type=positive_float, default=2.0, help="verifier calls = max(N, budget x N)")
@@ -713,7 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("generate", help="sample N candidates per problem from a backend")
     s.add_argument("--input", type=existing_file, required=True, help="JSONL with a 'problem' field per line")
-    s.add_argument("--out", default="-", help="output JSONL with 'candidates' added ('-' = stdout)")
+    s.add_argument(
+        "--out",
+        default=None,
+        help="output folder: OUT/candidates.jsonl (input rows with 'candidates' added) and the cache "
+        "OUT/cache.jsonl (default: JSONL to stdout, no cache)",
+    )
     s.add_argument("--task", type=choice_of(("math", "code")), default="math")
     s.add_argument("--n", type=positive_int, default=16)
     _add_backend(s)
@@ -735,7 +768,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", type=choice_of(("torch", "trl")), default=None, help="reference trainer or TRL"
     )
     s.add_argument("--modes", type=_mode_list, default=None, help="comma-separated subset of pair,point,rl")
-    s.add_argument("--seeds", type=_seed_list, default=None, help="comma-separated seeds (default 0)")
+    s.add_argument(
+        "--seeds", type=positive_int, default=None, help="number of seeds: runs seeds 0..N-1 (default: 1)"
+    )
+    s.add_argument("--seed", type=nonneg_int, default=None, help="run this one seed")
     s.add_argument("--sft-steps", type=positive_int, default=None, help="warm-start SFT steps")
     s.add_argument("--steps", type=positive_int, default=None, help="RL steps per mode")
     s.add_argument("--problems-per-step", type=positive_int, default=None)
@@ -745,23 +781,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--budget", type=positive_float, default=None, help="V1-Infer budget multiplier at evaluation"
     )
-    s.add_argument("--out", default=None, help="folder for checkpoints, final models and metrics.jsonl")
+    s.add_argument(
+        "--out",
+        default=None,
+        help="folder for checkpoints, final models, metrics.jsonl, pairrl.json (strict JSON record: "
+        "config, rows, summary, per-step logs) and pairrl.png",
+    )
     s.add_argument(
         "--save-every", type=positive_int, default=None, help="checkpoint every N RL steps (needs --out)"
     )
     s.add_argument(
         "--resume", action="store_true", default=None, help="continue from the latest checkpoints in --out"
     )
-    s.add_argument("--json", help="write config, rows, summary and per-step logs here (strict JSON record)")
-    s.add_argument("--png", help="write a bar chart of the summary (mean ± sd over seeds) here")
+    add_runtime_args(s)
     s.set_defaults(fn=cmd_pairrl)
 
-    s = sub.add_parser(
-        "bench", help="run this package's benchmark (simulation study + tiny-model end to end)"
-    )
-    s.add_argument("--scale", type=choice_of(("smoke", "cpu", "gpu")), default="smoke")
-    s.add_argument("--results", default="benchmarks/results")
-    s.set_defaults(fn=cmd_bench)
+    add_bench_command(sub, PROG)
     return p
 
 
@@ -773,7 +808,8 @@ def int_at_least(lo: int):
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    fn = getattr(args, "fn", None) or args.func  # `bench` comes from paperworks_shared.cli
+    return int(fn(args))
 
 
 def main(argv=None) -> int:

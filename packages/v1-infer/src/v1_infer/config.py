@@ -19,7 +19,7 @@ class TournamentConfig:
     Paper defaults [PAPER App. C.1, CODE-AUDIT]: ``min_degree`` (d_min) = 2, ``window`` (h) = 8,
     ``tau`` = 0.1, budget B = max(N, int(``budget_multiplier`` x N)) verifier calls.
 
-    Options that the paper leaves unspecified (design notes §6):
+    Options that the paper leaves unspecified (DESIGN.md §6):
 
     - ``position``: "fixed" (paper/code: the coverage needer or the higher-ranked Swiss node sits in
       slot A), "random" (swap A/B with probability 1/2 per call), "both" (judge both orders, 2 calls
@@ -84,7 +84,7 @@ class TournamentConfig:
     def budget(self, n: int) -> int:
         """Number of verifier calls for N candidates: max(N, int(mult x N)) as in the code mirror.
 
-        With ``enforce_min_budget=False`` the raw int(mult x N) is used (B < N is allowed, see notes §6.11).
+        With ``enforce_min_budget=False`` the raw int(mult x N) is used (B < N is allowed, see DESIGN.md §6.11).
         """
         b = int(self.budget_multiplier * n)
         return max(n, b) if self.enforce_min_budget else max(b, 1)

@@ -2,7 +2,7 @@
 
 Round r of *every* unfinished problem is gathered into a single ``judge_pairs`` / ``judge_points``
 batch, so one engine call (one batched `generate`, or one burst of concurrent HTTP requests) serves
-the whole round (notes §5.3). A failing judge batch never loses a problem: every request of that batch
+the whole round (DESIGN.md §5.3). A failing judge batch never loses a problem: every request of that batch
 gets an outcome with ``error`` set, which the methods count as a *backend error* (never as a parse
 failure, never scored): under ``on_backend_error="fail"`` the problem is marked failed
 (``RankingResult.failed``), under "skip" the pair stays unjudged. After ``abort_after`` consecutive failed

@@ -1,4 +1,4 @@
-"""Strict parsing of judge outputs and extraction helpers (notes §1.4, §6.7).
+"""Strict parsing of judge outputs and extraction helpers (DESIGN.md §1.4, §6.7).
 
 Rules: only the text after the last ``</think>`` / ``</thinking>`` is parsed (an unclosed thinking block
 = truncated output = parse failure); the *last* occurrence of each tag wins (earlier ones are usually

@@ -1,8 +1,8 @@
 """Prompt templates of the paper (App. E generation, App. F verification), reconstructed from the
-design notes §1.4 (wording verbatim where the notes quote it).
+DESIGN.md §1.4 (wording verbatim where the notes quote it).
 
 Template order is problem -> solution A -> solution B, so the problem prefix is shared by every call
-of a problem (prefix caching, notes §5.4).
+of a problem (prefix caching, DESIGN.md §5.4).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _check_task(task: str) -> None:
 
 
 def solution_view(text: str, task: str) -> str:
-    """What the judge sees of a candidate (notes §6.18): the final code block for code, the response
+    """What the judge sees of a candidate (DESIGN.md §6.18): the final code block for code, the response
     without its thinking trace for math (falls back to the whole text when nothing is left)."""
     _check_task(task)
     if task == "code":

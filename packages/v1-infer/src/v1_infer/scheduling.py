@@ -15,7 +15,7 @@ def random_matching(n: int, rng: np.random.Generator, max_pairs: int) -> list[tu
     """Round 0: a random perfect matching (odd N leaves one node out), truncated to ``max_pairs``.
 
     In the code and the text ("random disjoint pairings to guarantee global connectivity") but missing
-    from Alg. 1 (notes §6.4).
+    from Alg. 1 (DESIGN.md §6.4).
     """
     idx = rng.permutation(n)
     pairs = [(int(idx[k]), int(idx[k + 1])) for k in range(0, n - 1, 2)]
@@ -29,7 +29,7 @@ def coverage_pairs(
     free opponent (ties by the opponent's degree, then index).
 
     A needer with no unseen free partner is added to ``satisfied`` (mutated), the code's infinite-loop
-    guard (notes §6.5).
+    guard (DESIGN.md §6.5).
     """
     n = stats.n
     deg = stats.degree.tolist()
@@ -61,7 +61,7 @@ def swiss_pairs(
 
     Partner key: "unseen_first" (code: unseen, |µ gap|, pair count) or "gap_first" (paper: |µ gap|,
     seen, index). Repeated pairs are allowed once every partner in the window has been seen. The round
-    is truncated to ``max_pairs`` (the last, lowest-ranked pairs are dropped, notes §6.6).
+    is truncated to ``max_pairs`` (the last, lowest-ranked pairs are dropped, DESIGN.md §6.6).
     """
     n = stats.n
     mu = stats.mu.tolist()

@@ -27,6 +27,20 @@ Outcome = Union[PairOutcome, PointOutcome]
 TIE_RATING = 5.0  # the code's default for a missing rating (`outcome.get('rating_A', 5)`)
 
 
+def pair_outcome(o: Outcome) -> PairOutcome:
+    """`o` as a `PairOutcome`; a pointwise outcome fed to a pairwise method is a wiring bug (TypeError)."""
+    if not isinstance(o, PairOutcome):
+        raise TypeError(f"a pairwise method got a {type(o).__name__} (the judge must answer a PairRequest)")
+    return o
+
+
+def point_outcome(o: Outcome) -> PointOutcome:
+    """`o` as a `PointOutcome`; a pairwise outcome fed to a pointwise method is a wiring bug (TypeError)."""
+    if not isinstance(o, PointOutcome):
+        raise TypeError(f"a pointwise method got a {type(o).__name__} (the judge must answer a PointRequest)")
+    return o
+
+
 class Selector(ABC):
     """Ask/tell selection method for one problem with ``n`` candidates."""
 
@@ -178,7 +192,7 @@ class PairwiseSelector(Selector):
             per_call: list[tuple[float, float]] = []
             backend: list[str] = []
             for a, b in calls:
-                o = outcomes[k]
+                o = pair_outcome(outcomes[k])
                 k += 1
                 if o.error is not None:  # the call itself failed: a backend error, never a parse failure
                     self.backend_errors += 1
@@ -188,7 +202,10 @@ class PairwiseSelector(Selector):
                     ok = bool(o.parsed and o.rating_a is not None and o.rating_b is not None)
                     if not ok:
                         self.parse_failures += 1
-                r_a, r_b = (float(o.rating_a), float(o.rating_b)) if ok else (None, None)
+                r_a: float | None = None
+                r_b: float | None = None
+                if ok and o.rating_a is not None and o.rating_b is not None:
+                    r_a, r_b = float(o.rating_a), float(o.rating_b)
                 ri, rj = (r_a, r_b) if a == i else (r_b, r_a)
                 self.log.append(
                     Comparison(
@@ -204,7 +221,7 @@ class PairwiseSelector(Selector):
                         o.error,
                     )
                 )
-                if ok:
+                if ri is not None and rj is not None:  # ok: both ratings parsed
                     per_call.append((ri, rj))
             n_calls = len(calls)
             if len(per_call) == n_calls:  # every order of this pair was judged and parsed
@@ -228,7 +245,7 @@ class PairwiseSelector(Selector):
                 self._backend_failure(f"pair ({i}, {j})", backend[0], self.config.on_backend_error)
                 combined.append(None)
                 continue
-            # parse failures only: apply the parse-error policy (notes §6.7)
+            # parse failures only: apply the parse-error policy (DESIGN.md §6.7)
             policy = self.config.on_parse_error
             if policy == "retry" and attempts < self.config.max_retries:
                 self._retry.append((i, j, attempts + 1))

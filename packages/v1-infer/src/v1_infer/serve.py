@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from .backends.base import SamplingParams, TextGenerator
 
@@ -28,7 +29,13 @@ class _Batcher:
         self.batches: list[int] = []
 
     def submit(self, prompt: str, params: SamplingParams):
-        item = {"prompt": prompt, "params": params, "done": threading.Event(), "out": None, "err": None}
+        item: dict[str, Any] = {
+            "prompt": prompt,
+            "params": params,
+            "done": threading.Event(),
+            "out": None,
+            "err": None,
+        }
         with self.lock:
             self.queue.append(item)
         time.sleep(self.window)
@@ -159,6 +166,8 @@ class ServerThread:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
+        if isinstance(host, bytes):  # socketserver types the address as str | bytes
+            host = host.decode()
         return f"http://{host}:{port}"
 
     def __enter__(self) -> ServerThread:

@@ -1,4 +1,4 @@
-"""The simulation study (design notes §3.2, E1/E2): every method on the same simulated problems, with
+"""The simulation study (DESIGN.md §3.2, E1/E2): every method on the same simulated problems, with
 accuracy of picking a correct candidate, calls, tokens, sequential rounds and scheduler overhead."""
 
 from __future__ import annotations

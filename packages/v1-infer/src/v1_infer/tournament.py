@@ -1,6 +1,6 @@
 """`SwissTournament`: V1-Infer's budgeted pairwise tournament as an ask/tell state machine.
 
-Schedule (notes §1.3): round 0 = a random perfect matching; phase 1 = min-degree coverage until every
+Schedule (DESIGN.md §1.3): round 0 = a random perfect matching; phase 1 = min-degree coverage until every
 node has d_min distinct opponents (or cannot get more); phase 2 = Swiss refinement within a window of h
 ranks, until the budget B of verifier calls is spent. One proposed round = disjoint pairs that can all
 be judged in parallel.

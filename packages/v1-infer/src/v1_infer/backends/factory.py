@@ -16,9 +16,12 @@ def make_generator(
     max_retries: int = 4,
     abort_after: int = 8,
     extra_body: dict | None = None,
+    device=None,
+    progress: bool = False,
 ):
     """``hf``: a local transformers folder; ``vllm``: a model path/name for vLLM in-process;
-    ``openai``: a model name served at ``base_url`` (vLLM / SGLang / any OpenAI-compatible server)."""
+    ``openai``: a model name served at ``base_url`` (vLLM / SGLang / any OpenAI-compatible server).
+    ``device`` (a torch.device or name) places the hf model; the other backends manage their own."""
     if backend == "hf":
         from pathlib import Path
 
@@ -33,7 +36,9 @@ def make_generator(
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         lm = AutoModelForCausalLM.from_pretrained(model, local_files_only=True).eval()
-        return HFGenerator(lm, tok, batch_size=batch_size, chat=chat)
+        if device is not None:
+            lm = lm.to(device)
+        return HFGenerator(lm, tok, batch_size=batch_size, chat=chat, progress=progress)
     if backend == "vllm":
         from .vllm import VLLMGenerator
 

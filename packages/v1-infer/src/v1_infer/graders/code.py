@@ -184,8 +184,11 @@ def _execute(
         job_r, job_w = os.pipe()
         res_r, res_w = os.pipe()
         cmd = [sys.executable, "-I", "-c", _BOOTSTRAP, str(job_r), str(res_w)]
+        unshare = shutil.which("unshare") if use_ns else None
         if use_ns:
-            cmd = [shutil.which("unshare"), "-r", "-n", "-m", "--propagation", "private", *cmd]
+            if unshare is None:  # _unshare_works() found it a moment ago; it vanished from PATH
+                raise RuntimeError("unshare is no longer on PATH; cannot isolate the test run")
+            cmd = [unshare, "-r", "-n", "-m", "--propagation", "private", *cmd]
         env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
         cpu_s = max(1, int(timeout) + 1)
         try:

@@ -1,4 +1,4 @@
-"""Math answer extraction and equivalence (notes §6.21): ``\\boxed{}`` first, a small LaTeX -> sympy
+"""Math answer extraction and equivalence (DESIGN.md §6.21): ``\\boxed{}`` first, a small LaTeX -> sympy
 translator, exact symbolic comparison (no float tolerance for exact values, so 1/2004! != 1/2006!).
 
 Handled: ``\\boxed``/``\\fbox`` with nested braces, ``\\frac``/``\\dfrac``/``\\tfrac``, ``\\sqrt[n]{}``,

@@ -37,7 +37,7 @@ class _LLMJudgeBase:
     ):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        # judge temperature is unstated in the paper: default to the generation temperature (notes §6.19)
+        # judge temperature is unstated in the paper: default to the generation temperature (DESIGN.md §6.19)
         if temperature is None:
             temperature = 0.6 if task == "code" else 1.0
         self.generator, self.task = generator, task
@@ -67,8 +67,8 @@ class LLMPairwiseJudge(_LLMJudgeBase):
         prompts = [render_pairwise(q.problem, q.a.text, q.b.text, self.task) for q in queries]
         gens = self.generator.generate(prompts, self.params) if prompts else []
         out = []
-        for g in gens:
-            g = g[0]
+        for samples in gens:
+            g = samples[0]
             self.calls += 1
             if g.error:
                 self.backend_errors += 1
@@ -90,8 +90,8 @@ class LLMPointwiseJudge(_LLMJudgeBase):
         prompts = [render_pointwise(q.problem, q.candidate.text, self.task) for q in queries]
         gens = self.generator.generate(prompts, self.params) if prompts else []
         out = []
-        for g in gens:
-            g = g[0]
+        for samples in gens:
+            g = samples[0]
             self.calls += 1
             if g.error:
                 self.backend_errors += 1

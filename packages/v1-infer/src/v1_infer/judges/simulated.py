@@ -1,4 +1,4 @@
-"""Seeded simulated judges and problem generator (design notes §3.2), for benchmarks and offline tests.
+"""Seeded simulated judges and problem generator (DESIGN.md §3.2), for benchmarks and offline tests.
 
 Candidate i of a problem has correctness y_i ~ Bernoulli(p) and latent quality q_i ~ N(y_i, 0.8^2)
 (stored in ``Candidate.meta['correct']`` / ``meta['quality']``). One judge call draws a calibration

@@ -1,4 +1,4 @@
-"""Framework-agnostic judge side of a PairRL step (notes §1.5, §6.15): which judge prompts to build from
+"""Framework-agnostic judge side of a PairRL step (DESIGN.md §1.5, §6.15): which judge prompts to build from
 one step's solver rollouts, their verifier rewards, advantages, and the λ weighting as per-row scales.
 Used by the TRL trainer; importable without TRL."""
 
@@ -84,8 +84,8 @@ def judge_rewards(
 
 
 def judge_advantages(rewards: list[float], groups: list[int], baseline: str = "step") -> list[float]:
-    """REINFORCE advantage of the judge rollouts: r − mean over the step ("step", notes §1.5 "grouped
-    across prompts") or over the same problem's judge rollouts ("problem", §6.15)."""
+    """REINFORCE advantage of the judge rollouts: r − mean over the step ("step", DESIGN.md §1.5 "grouped
+    across prompts") or over the same problem's judge rollouts ("problem", DESIGN.md §6.15)."""
     if not rewards:
         return []
     r = np.asarray(rewards, dtype=np.float64)

@@ -16,7 +16,7 @@ def make_verification_pairs(
     rng: np.random.Generator | None = None,
 ) -> list[tuple[int, int]]:
     """Up to ``k`` pairs (a, b) of solver rollouts for judge prompts: eligible = C-I (and C-C when
-    ``allow_cc``); sampled without replacement and truncated (notes §6.15 default); slot order
+    ``allow_cc``); sampled without replacement and truncated (DESIGN.md §6.15 default); slot order
     randomised. Returns [] when no rollout is correct."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")

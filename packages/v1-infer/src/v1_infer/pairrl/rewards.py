@@ -1,4 +1,4 @@
-"""PairRL / PointRL rewards (paper §5, notes §1.5 and §6.14).
+"""PairRL / PointRL rewards (paper §5, DESIGN.md §1.5 and §6.14).
 
 Verifier reward per pair: r = ½ Σ_{i∈{A,B}} 1(|v_i − y_i| ≤ thr) · (1 − |v_i − y_i|), with v the
 normalised rating and y ∈ {0, 1} the ground-truth correctness. The normalisation is unspecified in
@@ -63,7 +63,7 @@ _THINK = re.compile(r"<thinking>.*?</thinking>", re.DOTALL)
 def format_ok(text: str) -> bool:
     """The generation format of App. E: a closed <thinking>...</thinking> block followed by an answer."""
     m = _THINK.search(text)
-    return bool(m) and bool(text[m.end() :].strip())
+    return m is not None and bool(text[m.end() :].strip())
 
 
 def gen_reward(correct: bool, text: str | None = None, *, require_format: bool = True) -> float:

@@ -14,6 +14,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,7 +116,9 @@ def _latest_step(folder: Path) -> Path | None:
 def _warm_start_key(cfg: RunConfig, seed: int) -> dict:
     return {
         "what": "v1-infer pairrl warm start",
-        "v": 3,  # v3: built through paperworks_shared.cache.get_or_build (private staging, atomic publish)
+        # v3: built through paperworks_shared.cache.get_or_build (private staging, atomic publish);
+        # v4: SFT schedule from paperworks_shared.optim (equal up to float rounding, not bit-identical)
+        "v": 4,
         "world": [world.MOD, world.pair_prompt((1, 2), "3", "4"), world.point_prompt((1, 2), "3")],
         "seed": seed,
         "model": cfg.model,
@@ -126,11 +129,13 @@ def _warm_start_key(cfg: RunConfig, seed: int) -> dict:
     }
 
 
-def _train_warm_start(cfg: RunConfig, seed: int, tok, progress: bool):
+def _train_warm_start(cfg: RunConfig, seed: int, tok, progress: bool, device=None):
     from paperworks_shared.models import tiny_causal_lm
 
     torch.manual_seed(seed)
     model = tiny_causal_lm("llama", seed=seed, **cfg.model)
+    if device is not None:
+        model = model.to(device)
     ex = world.sft_examples(
         4000,
         np.random.default_rng(seed),
@@ -160,16 +165,22 @@ def _read_metrics(folder: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
+def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False, device=None):
     """SFT warm start: from the shared cache (``cache_warm_start``, built once through
-    `paperworks_shared.cache.get_or_build`), from ``out/seed<S>/warm_start`` on ``resume``, or trained."""
+    `paperworks_shared.cache.get_or_build`), from ``out/seed<S>/warm_start`` on ``resume``, or trained;
+    returned on ``device`` (default CPU)."""
+    model, info = _warm_start(cfg, seed, tok, progress, device)
+    return (model.to(device) if device is not None else model), info
+
+
+def _warm_start(cfg: RunConfig, seed: int, tok, progress: bool, device):
     from paperworks_shared.cache import get_or_build
 
     if cfg.cache_warm_start:
         built = {}
 
         def build(staging: Path) -> None:
-            model, info = _train_warm_start(cfg, seed, tok, progress)
+            model, info = _train_warm_start(cfg, seed, tok, progress, device)
             save_model(model, tok, staging)
             (staging / "metrics.json").write_text(json.dumps(info, indent=1))
             built["model"], built["info"] = model, info
@@ -186,7 +197,7 @@ def warm_start(cfg: RunConfig, seed: int, tok, progress: bool = False):
             "sft_loss_last": info.get("sft_loss_last"),
             "cached": True,
         }
-    model, info = _train_warm_start(cfg, seed, tok, progress)
+    model, info = _train_warm_start(cfg, seed, tok, progress, device)
     if folder is not None:
         _save_model_dir(model, tok, folder, {"metrics.json": info})
     return model, info
@@ -199,13 +210,24 @@ def _load_model_checked(folder: Path):
         raise ValueError(f"cannot load the saved model in {folder}: {e}") from None
 
 
+TRAINER_STATE_KIND = "v1-infer-pairrl-trainer-state"
+
+
 def _load_trainer_state(path: Path) -> dict:
-    """``trainer_state.pt`` holds only tensors, numbers and lists (step + optimizer state dict), so it is
-    loaded with ``weights_only=True``: a crafted pickle in a user's --out folder cannot run code."""
+    """``trainer_state.pt`` (step + optimizer state dict) in the shared checkpoint format
+    (`paperworks_shared.checkpoint`, read with ``weights_only=True``: a crafted pickle in a user's --out
+    folder cannot run code). A bare ``{"step", "optimizer"}`` dict written by older versions is still read."""
+    from paperworks_shared.checkpoint import CheckpointError, load_checkpoint
+
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - corrupt / unsafe file: one clear error naming it
-        raise ValueError(f"cannot load checkpoint state {path}: {type(e).__name__}: {e}") from None
+        state, _ = load_checkpoint(path, kind=TRAINER_STATE_KIND)
+    except CheckpointError as e:
+        if "not a paperworks checkpoint" not in str(e):
+            raise ValueError(f"cannot load checkpoint state {e}") from None
+        try:  # the pre-shared-format file: a plain dict, still weights_only
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e2:  # noqa: BLE001 - corrupt / unsafe file: one clear error naming it
+            raise ValueError(f"cannot load checkpoint state {path}: {type(e2).__name__}: {e2}") from None
     if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
         raise ValueError(f"{path} is not a v1-infer trainer state (needs 'step' and 'optimizer')")
     return state
@@ -213,11 +235,16 @@ def _load_trainer_state(path: Path) -> dict:
 
 def save_checkpoint(model, tok, opt, step: int, folder: Path) -> Path:
     """``folder`` = model + tokenizer + ``trainer_state.pt`` (weights_only-safe), published atomically."""
+    from paperworks_shared.checkpoint import save_checkpoint as save_state
     from paperworks_shared.files import publish_dir
 
     def build(staging: Path) -> None:
         save_model(model, tok, staging)
-        torch.save({"step": int(step), "optimizer": opt.state_dict()}, staging / "trainer_state.pt")
+        save_state(
+            staging / "trainer_state.pt",
+            {"step": int(step), "optimizer": opt.state_dict()},
+            kind=TRAINER_STATE_KIND,
+        )
 
     return publish_dir(build, folder)
 
@@ -333,18 +360,20 @@ def _tail_mean(values) -> float | None:
     return float(v.mean()) if v.size else None
 
 
-def run_study(cfg: RunConfig, progress: bool = False) -> tuple[list[dict], dict]:
+def run_study(cfg: RunConfig, progress: bool = False, device=None) -> tuple[list[dict], dict]:
     """Warm start once per seed, then RL in each mode from copies of it; one row per (seed, model) with
-    Pass@1, pairwise verifier accuracy (ties count ½) and V1-Infer selection accuracy at ``budget``."""
+    Pass@1, pairwise verifier accuracy (ties count ½) and V1-Infer selection accuracy at ``budget``.
+    ``device`` (torch backend) is where the models train and are evaluated (default: CPU)."""
     from paperworks_shared.models import byte_tokenizer
 
     tok = byte_tokenizer()
-    rows, extras = [], {"logs": {}, "sft": {}}
+    rows: list[dict] = []
+    extras: dict[str, dict] = {"logs": {}, "sft": {}}
     trainer = train_mode_torch if cfg.backend == "torch" else train_mode_trl
     for seed in cfg.seeds:
-        model, sft_info = warm_start(cfg, seed, tok, progress)
+        model, sft_info = warm_start(cfg, seed, tok, progress, device=device)
         extras["sft"][seed] = sft_info
-        ev = dict(n_problems=cfg.eval_problems, seed=10_000 + seed, budget=cfg.budget)
+        ev: dict[str, Any] = dict(n_problems=cfg.eval_problems, seed=10_000 + seed, budget=cfg.budget)
         rows.append({"seed": seed, "model": "warm start (SFT)", **evaluate(model, tok, **ev)})
         for mode in cfg.modes:
             m = copy.deepcopy(model)
@@ -360,6 +389,95 @@ def run_study(cfg: RunConfig, progress: bool = False) -> tuple[list[dict], dict]
                 }
             )
             extras["logs"][f"{mode}/seed{seed}"] = log
+    return rows, extras
+
+
+VAL_SEED = 20_000  # validation problems: seed VAL_SEED + s; test problems: 10_000 + s (disjoint streams)
+TEST_SEED = 10_000
+SELECT_METRIC = "v1_selected_correct"
+
+
+def run_tuned_study(
+    cfg: RunConfig,
+    lrs: tuple[float, ...],
+    *,
+    eval_every: int,
+    val_problems: int,
+    progress: bool = False,
+    device=None,
+) -> tuple[list[dict], dict]:
+    """The fair version of `run_study` (issue 19.1): every mode gets the same RL learning-rate grid
+    ``lrs`` and the same ``cfg.steps`` budget. Each run is scored on *validation* problems (seed
+    ``VAL_SEED + s``) at step 0 (the warm start) and every ``eval_every`` steps; the (lr, step) with the best
+    validation ``v1_selected_correct`` is kept (ties: earlier step, then the grid's order) and only that
+    model is scored on the *test* problems (seed ``TEST_SEED + s``). Returns one test row per (seed, model)
+    (with ``lr``, ``best_step``, ``val_score``) and extras with the per-mode best steps and the grid."""
+    if cfg.backend != "torch":
+        raise ValueError("run_tuned_study needs the torch backend (it evaluates checkpoints mid-run)")
+    if not lrs or any(not (lr > 0) for lr in lrs):
+        raise ValueError(f"lrs must be a non-empty grid of positive learning rates, got {lrs}")
+    if eval_every < 1 or eval_every > cfg.steps:
+        raise ValueError(f"eval_every must be in [1, steps={cfg.steps}], got {eval_every}")
+    from paperworks_shared.models import byte_tokenizer
+
+    tok = byte_tokenizer()
+    rows: list[dict] = []
+    extras: dict[str, Any] = {
+        "best_steps": {m: [] for m in cfg.modes},
+        "chosen_lr": {m: [] for m in cfg.modes},
+    }
+    extras |= {"sft": {}, "val_curves": {}, "grid": {"lr": list(lrs)}, "eval_every": eval_every}
+    for seed in cfg.seeds:
+        base, sft_info = warm_start(cfg, seed, tok, progress, device=device)
+        base.eval()
+        extras["sft"][seed] = sft_info
+        val: dict[str, Any] = dict(n_problems=val_problems, seed=VAL_SEED + seed, budget=cfg.budget)
+        test: dict[str, Any] = dict(n_problems=cfg.eval_problems, seed=TEST_SEED + seed, budget=cfg.budget)
+        v0 = float(evaluate(base, tok, **val)[SELECT_METRIC])
+        rows.append(
+            {
+                "seed": seed,
+                "model": "warm start (SFT)",
+                "lr": None,
+                "best_step": 0,
+                "val_score": v0,
+                **evaluate(base, tok, **test),
+            }
+        )
+        for mode in cfg.modes:
+            best = (v0, 0, 0, copy.deepcopy(base.state_dict()))  # (score, step, grid index, weights)
+            for k, lr in enumerate(lrs):
+                m = copy.deepcopy(base)
+                curve = [(0, v0)]
+
+                def on_step(step, entry, opt, m=m, k=k, curve=curve, val=val):
+                    nonlocal best
+                    if (step + 1) % eval_every:
+                        return
+                    score = float(evaluate(m.eval(), tok, **val)[SELECT_METRIC])
+                    curve.append((step + 1, score))
+                    if score > best[0]:  # strictly better: ties keep the earlier step / grid entry
+                        best = (score, step + 1, k, copy.deepcopy(m.state_dict()))
+
+                pc = dataclasses.replace(cfg.pairrl(mode, seed), lr=lr)
+                train(m, tok, pc, progress=progress, callback=on_step)
+                extras["val_curves"][f"{mode}/seed{seed}/lr{lr:g}"] = curve
+            score, step, k, weights = best
+            chosen = copy.deepcopy(base)
+            chosen.load_state_dict(weights)
+            chosen.eval()
+            extras["best_steps"][mode].append(step)
+            extras["chosen_lr"][mode].append(lrs[k] if step else None)
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": f"{mode} RL",
+                    "lr": lrs[k] if step else None,
+                    "best_step": step,
+                    "val_score": score,
+                    **evaluate(chosen, tok, **test),
+                }
+            )
     return rows, extras
 
 

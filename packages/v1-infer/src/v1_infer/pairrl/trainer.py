@@ -1,5 +1,5 @@
 """Reference PairRL trainer for tiny models (plain torch, CPU): PairRL, PointRL and RL-only modes with
-identical settings (paper §5, Table 1 loss settings; notes §1.5 / §6.15 defaults).
+identical settings (paper §5, Table 1 loss settings; DESIGN.md §1.5 / §6.15 defaults).
 
 Per step and problem: G solver rollouts graded exactly (generator reward 0/1, Dr.GRPO advantage
 r − mean over the problem's group); in "pair" mode up to ``judge_rollouts`` C-I/C-C pairs from the same
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from paperworks_shared.optim import warmup_cosine
 
 from . import world
 from .judging import judge_advantages
@@ -39,7 +41,9 @@ class PairRLConfig:
     temperature: float = 1.0
     threshold: float | None = 0.2
     rating_norm: str = "minus1_over9"
-    judge_baseline: str = "problem"  # r − mean over the problem's judge rollouts (§6.15) | "step" (§1.5)
+    judge_baseline: str = (
+        "problem"  # r − mean over the problem's judge rollouts (DESIGN.md §6.15) | "step" (§1.5)
+    )
     steps: int = 50
     seed: int = 0
 
@@ -50,6 +54,11 @@ class PairRLConfig:
             raise ValueError(f"judge_baseline must be 'problem' or 'step', got {self.judge_baseline!r}")
         if min(self.solver_rollouts, self.problems_per_step, self.steps) < 1 or self.judge_rollouts < 0:
             raise ValueError("solver_rollouts, problems_per_step and steps must be >= 1, judge_rollouts >= 0")
+
+
+def _device(model) -> torch.device:
+    """Where the model's weights live (the trainer builds its tensors there)."""
+    return next(model.parameters()).device
 
 
 def _encode(tok, texts):
@@ -65,12 +74,14 @@ def sample(model, tok, prompts: list[str], n_new: int, temperature: float, gen: 
     enc = _encode(tok, prompts)
     for k, ids in enumerate(enc):
         by_len.setdefault(len(ids), []).append(k)
+    dev = _device(model)
     for idx in by_len.values():
-        x = torch.tensor([enc[k] for k in idx])
+        x = torch.tensor([enc[k] for k in idx], device=dev)
         for _ in range(n_new):
             logits = model(input_ids=x).logits[:, -1, :256].float()  # bytes only
-            if temperature > 0:
-                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen)
+            if temperature > 0:  # sampled on the CPU with the CPU generator: same draws on any device
+                probs = torch.softmax(logits / temperature, -1).cpu()
+                nxt = torch.multinomial(probs, 1, generator=gen).to(dev)
             else:
                 nxt = logits.argmax(-1, keepdim=True)
             x = torch.cat([x, nxt], 1)
@@ -87,13 +98,14 @@ def completion_logp(
     comp = [list(c.encode("latin-1")) for c in completions]
     width = max(len(e) + len(c) for e, c in zip(enc, comp))
     T = max(len(c) for c in comp)
+    dev = _device(model)
     x = torch.full((len(enc), width), tok.pad_token_id, dtype=torch.long)
     for r, (e, c) in enumerate(zip(enc, comp)):
         x[r, : len(e) + len(c)] = torch.tensor(e + c)
-    logits = model(input_ids=x).logits[..., :256].float()
+    logits = model(input_ids=x.to(dev)).logits[..., :256].float()
     logp_all = torch.log_softmax(logits, -1)
-    lp = torch.zeros(len(enc), T)
-    mask = torch.zeros(len(enc), T)
+    lp = torch.zeros(len(enc), T, device=dev)
+    mask = torch.zeros(len(enc), T, device=dev)
     for r, (e, c) in enumerate(zip(enc, comp)):
         for t, tokid in enumerate(c):
             lp[r, t] = logp_all[r, len(e) + t - 1, tokid]
@@ -103,10 +115,11 @@ def completion_logp(
 
 def _pg_loss(model, tok, prompts, comps, adv, cfg):
     if not prompts:
-        return torch.zeros(())
+        return torch.zeros((), device=_device(model))
     lp, mask = completion_logp(model, tok, prompts, comps)
+    adv_t = torch.as_tensor(adv, dtype=torch.float32, device=lp.device)
     return token_mean_clipped_loss(
-        lp, lp.detach(), torch.as_tensor(adv, dtype=torch.float32), mask, cfg.clip_low, cfg.clip_high
+        lp, lp.detach(), adv_t, mask, cfg.clip_low, cfg.clip_high
     )  # one on-policy update per batch: ρ = 1
 
 
@@ -126,11 +139,11 @@ def sft(
     if not examples or isinstance(examples[0], str):
         raise ValueError("sft expects a non-empty list of (prompt, completion) pairs")
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    # cosine decay to 10% of lr: the late, smaller steps consolidate the judge circuit
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(s, steps) / max(steps, 1)))
-    )
+    # cosine decay to 10% of lr (the shared schedule, no warm-up): the late, smaller steps consolidate
+    # the judge circuit (same schedule as the former private LambdaLR up to float rounding).
+    sched = warmup_cosine(opt, max(steps, 1), warmup_steps=0, floor=0.1)
     rng = np.random.default_rng(seed)
+    dev = _device(model)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="sft", disable=not progress):
@@ -143,7 +156,7 @@ def sft(
         for r, (e, c) in enumerate(zip(enc, comp)):
             x[r, : len(e) + len(c)] = torch.tensor(e + c)
             labels[r, len(e) : len(e) + len(c)] = torch.tensor(c)
-        loss = model(input_ids=x, labels=labels).loss
+        loss = model(input_ids=x.to(dev), labels=labels.to(dev)).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -192,7 +205,7 @@ def train(
                 outs = s_out[k * g : (k + 1) * g]
                 ys = s_rew[k * g : (k + 1) * g].astype(bool)
                 if cfg.mode == "pair":
-                    pairs = make_verification_pairs(ys, cfg.judge_rollouts, rng=rng)
+                    pairs = make_verification_pairs(ys.tolist(), cfg.judge_rollouts, rng=rng)
                     prompts = [world.pair_prompt(p, outs[a], outs[b]) for a, b in pairs]
                     comps = sample(model, tok, prompts, 2, cfg.temperature, gen) if prompts else []
                     rew = [
@@ -207,7 +220,7 @@ def train(
                         for c, (a, b) in zip(comps, pairs)
                     ]
                 else:
-                    idx = rng.permutation(g)[: cfg.judge_rollouts] if ys.any() else []
+                    idx: list[int] = rng.permutation(g)[: cfg.judge_rollouts].tolist() if ys.any() else []
                     prompts = [world.point_prompt(p, outs[i]) for i in idx]
                     comps = sample(model, tok, prompts, 1, cfg.temperature, gen) if prompts else []
                     rew = [

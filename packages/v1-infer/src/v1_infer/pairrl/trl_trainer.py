@@ -1,6 +1,6 @@
 """PairRL on TRL (issue 9 deliverable 3): a ``GRPOTrainer`` whose rollout step also trains the judge.
 
-Per generation batch (notes §1.5):
+Per generation batch (DESIGN.md §1.5):
 1. TRL generates the G solver completions per prompt (vLLM when ``use_vllm=True``, else transformers) and
    scores them with the generator reward (grader 0/1, optional format gate); with ``scale_rewards="none"``
    TRL's advantage is the Dr.GRPO ``r − group mean``.
@@ -9,11 +9,11 @@ Per generation batch (notes §1.5):
    mode up to ``judge_rollouts`` single rollouts per problem that has a correct one; none in "rl" mode.
 3. The same model generates one judge completion per prompt through TRL's own generation path (so vLLM
    colocate/server is used when configured), the thresholded pairwise / pointwise reward scores it, and
-   the judge advantage is ``r − mean`` over the step's judge prompts (``judge_baseline="step"``, §1.5) or
-   over the problem's judge prompts (``"problem"``, the §6.15 default of the reference trainer).
+   the judge advantage is ``r − mean`` over the step's judge prompts (``judge_baseline="step"``, DESIGN.md §1.5) or
+   over the problem's judge prompts (``"problem"``, the DESIGN.md §6.15 default of the reference trainer).
 4. Solver and judge rows are concatenated into one batch for TRL's loss with per-token advantages scaled
    so that TRL's ``loss_type="dapo"`` (Σ loss·mask / global token count = verl's token-mean) computes
-   ``token-mean(gen) + λ·token-mean(judge)`` exactly (``pooling="separate"``, §6.15 default), or one pooled
+   ``token-mean(gen) + λ·token-mean(judge)`` exactly (``pooling="separate"``, DESIGN.md §6.15 default), or one pooled
    token-mean with the judge advantages multiplied by λ (``pooling="pooled"``).
 
 Settings the notes require (clip 0.2 / 0.28, no KL, no std-normalisation, token-mean) are what
@@ -26,6 +26,7 @@ rank, then split evenly (padded with zero-weight rows) so every rank runs the sa
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ def pairrl_grpo_config(mode: str = "pair", solver_rollouts: int = 4, **overrides
     rollout budget 4+4 vs 8). ``overrides`` are passed to ``GRPOConfig`` (output_dir, lr, batch size...)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    kw = dict(
+    kw: dict[str, Any] = dict(
         epsilon=0.2,
         epsilon_high=0.28,
         beta=0.0,
@@ -106,7 +107,7 @@ class PairRLGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` for PairRL / PointRL / RL-only (see the module docstring for the step).
 
     Extra arguments: ``task`` (``PairRLTask``), ``mode``, ``judge_rollouts`` (per problem), ``lam`` (λ),
-    ``threshold`` / ``rating_norm`` (verifier reward, notes §6.14), ``judge_baseline`` ("step" |
+    ``threshold`` / ``rating_norm`` (verifier reward, DESIGN.md §6.14), ``judge_baseline`` ("step" |
     "problem"), ``pooling`` ("separate" | "pooled"), ``seed`` (pair sampling). The generator reward is
     installed as the only ``reward_funcs`` entry. ``last_pairrl_step`` keeps the latest step's solver
     completions, labels, judge prompts / completions / rewards / advantages for inspection and logging.
@@ -178,7 +179,11 @@ class PairRLGRPOTrainer(GRPOTrainer):
         return [list(p) for p in prompt_ids], [list(c) for c in completion_ids], logprobs
 
     def _decode(self, ids) -> str:
-        return self.processing_class.decode(ids, skip_special_tokens=True)
+        proc = self.processing_class
+        decode = getattr(proc, "decode", None)
+        if decode is None:  # GRPOTrainer types it as any processor; PairRL needs a tokenizer
+            raise TypeError(f"PairRL needs a tokenizer as processing_class, got {type(proc).__name__}")
+        return str(decode(ids, skip_special_tokens=True))
 
     # -- the PairRL rollout step ------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
