@@ -98,12 +98,13 @@ def test_in_context_equals_plain_argmax(eager_model):
 
 
 def test_harness_on_sandbox_file(tmp_path, eager_model):
-    path = tmp_path / "t.jsonl"
     assert (
-        main(["make-sandbox", "--task", "kv", "--lengths", "4,8", "--per-length", "2", "--out", str(path)])
+        main(
+            ["make-sandbox", "--task", "kv", "--lengths", "4,8", "--per-length", "2", "--out", str(tmp_path)]
+        )
         == 0
     )
-    ds = load_local(path, "sandbox")
+    ds = load_local(tmp_path / "tasks.jsonl", "sandbox")
     res = evaluate(
         eager_model,
         byte_tokenizer(),
@@ -133,7 +134,7 @@ def test_cli_flops(capsys, tmp_path):
 def test_cli_help_lists_subcommands(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    for sub in ("run", "sandbox", "make-sandbox", "flops"):
+    for sub in ("run", "sandbox", "make-sandbox", "flops", "bench"):
         assert sub in text
 
 
@@ -141,9 +142,21 @@ def test_cli_run_on_local_model_and_file(tmp_path, capsys):
     from paperworks_shared.models import save_model
 
     model_dir = save_model(tiny_causal_lm("qwen3", seed=0), byte_tokenizer(), tmp_path / "m")
-    data = tmp_path / "d.jsonl"
-    main(["make-sandbox", "--task", "txlog", "--lengths", "6", "--per-length", "2", "--out", str(data)])
-    out = tmp_path / "r.jsonl"
+    main(
+        [
+            "make-sandbox",
+            "--task",
+            "txlog",
+            "--lengths",
+            "6",
+            "--per-length",
+            "2",
+            "--out",
+            str(tmp_path / "d"),
+        ]
+    )
+    data = tmp_path / "d" / "tasks.jsonl"
+    out = tmp_path / "r"
     argv = [
         "run",
         "--model",
@@ -164,7 +177,7 @@ def test_cli_run_on_local_model_and_file(tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert main(argv) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert main(argv + ["--device", "cpu", "--threads", "1", "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and {r["method"] for r in rows} == {"in_context", "qttt"}
     assert "accuracy" in capsys.readouterr().out

@@ -205,10 +205,17 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["sandbox", "--per-length", "0"], "--per-length"),
         (["sandbox", "--scale", "huge"], "--scale"),
         (["sandbox", "--budget", "5000"], "positions"),
-        (["sandbox", "--out", str(afile / "res.jsonl")], "--out"),
+        (["sandbox", "--out", str(afile / "res")], "--out"),
         (["sandbox", "--grad-clip", "0"], "--grad-clip"),
-        (["make-sandbox", "--lengths", "x", "--out", str(tmp / "t.jsonl")], "--lengths"),
-        (["make-sandbox", "--out", str(tmp)], "--out"),
+        (["make-sandbox", "--lengths", "x", "--out", str(tmp / "t")], "--lengths"),
+        (["make-sandbox", "--out", str(afile)], "--out"),
+        (["make-sandbox", "--out", str(tmp / "tasks.jsonl")], "--out is a directory"),
+        (["sandbox", "--out", str(tmp / "res.jsonl")], "--out is a directory"),
+        (["sandbox", "--device", "tpu"], "--device"),
+        (["sandbox", "--device", "cuda:x"], "--device"),
+        (["sandbox", "--threads", "0"], "--threads"),
+        (["run", "--model", str(tmp), "--data", str(afile), "--threads", "-2"], "--threads"),
+        (["bench", "--scale", "huge"], "--scale"),
         (["run", "--model", str(tmp / "nope"), "--data", str(afile)], "--model"),
         (["run", "--model", str(tmp), "--data", str(tmp / "nope.jsonl")], "--data"),
         (["run", "--model", str(corrupt), "--data", str(afile)], "cannot"),
@@ -252,7 +259,7 @@ def test_sandbox_without_out_uses_a_private_temp_file(monkeypatch, capsys):
         return real_load(path, schema)
 
     monkeypatch.setattr(ev, "load_local", spy_load)
-    monkeypatch.setattr(sb, "sandbox_model", lambda scale: (None, None, {}))
+    monkeypatch.setattr(sb, "sandbox_model", lambda scale, **k: (torch.nn.Identity(), None, {}))
     monkeypatch.setattr(ev, "evaluate", lambda *a, **k: [])
     monkeypatch.setattr(cli, "_report", lambda *a, **k: None)
     for _ in range(2):
@@ -266,9 +273,8 @@ def test_sandbox_without_out_uses_a_private_temp_file(monkeypatch, capsys):
 def test_make_sandbox_writes_atomically(tmp_path, capsys):
     from qtt_longctx.cli import main
 
-    out = tmp_path / "tasks.jsonl"
-    assert main(["make-sandbox", "--lengths", "4", "--per-length", "3", "--out", str(out)]) == 0
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert main(["make-sandbox", "--lengths", "4", "--per-length", "3", "--out", str(tmp_path)]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "tasks.jsonl").read_text().splitlines()]
     assert len(rows) == 3
     assert sorted(os.listdir(tmp_path)) == ["tasks.jsonl"]  # no temp file left behind
 
@@ -289,7 +295,7 @@ def test_sandbox_cache_goes_through_get_or_build(tmp_path, monkeypatch):
         return real(ns, key, build)
 
     monkeypatch.setattr(sm, "get_or_build", spy)
-    s = SandboxSettings(steps=2, batch_size=2, seq_len=32, max_pairs=4, layers=1, hidden=16, heads=2)
+    s = SandboxSettings(steps=2, batch_tokens=64, max_pairs=4, layers=1, hidden=16, heads=2)
     m1, _, met1 = train_sandbox_model(s, progress=False)
     folders = list((tmp_path / "qtt-sandbox").iterdir())
     assert [f.name for f in folders if f.is_dir()] and all(
@@ -306,7 +312,8 @@ def test_cli_corrupt_model_folder_is_a_one_line_error(tmp_path, capsys):
     from qtt_longctx.cli import main
 
     data = tmp_path / "d.jsonl"
-    assert main(["make-sandbox", "--lengths", "4", "--per-length", "1", "--out", str(data)]) == 0
+    assert main(["make-sandbox", "--lengths", "4", "--per-length", "1", "--out", str(tmp_path)]) == 0
+    data = tmp_path / "tasks.jsonl"
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{not json")

@@ -1,15 +1,15 @@
 """`adapt(model, input_ids, config)`: one prefill, N query-only steps on the frozen cache, answer, restore.
 
-Algorithm 1 of the paper with the design notes' resolutions (§1.5):
+Algorithm 1 of the paper with the resolutions of DESIGN.md §1.5:
 
-1. prefill ``ids[:-1]`` once under ``torch.no_grad()`` (never inference mode: pitfall 11) and freeze the
+1. prefill ``ids[:-1]`` once under ``torch.no_grad()`` (never inference mode: DESIGN.md pitfall 11) and freeze the
    resulting K/V in a read-only `FrozenPrefixCache` (detached; no gradient into it, no copy per step);
 2. each step: sample a span start t, run ``ids[t:t+k]`` at absolute positions t..t+k-1 against the frozen
    cache (span queries see the stale, original-weight K/V of every position ≤ their own), loss = mean
    next-token NLL of ``ids[t+1:t+k+1]`` (Eq. 3.1), and update only a zero-initialised fp32 delta on W_Q
    (or a LoRA on q_proj) with AdamW/SGD, grad clipping and decoupled weight decay (App. D);
 3. `session.generate(...)` feeds the last prompt token through the *adapted* model on a copy of the
-   frozen cache (the first answer token sees the adaptation: pitfall 7) and decodes the answer;
+   frozen cache (the first answer token sees the adaptation: DESIGN.md pitfall 7) and decodes the answer;
 4. on exit — normal or exception — the hooks are removed, requires_grad flags and train/eval mode are
    restored: the model's parameters were never written, so it is bit-identical to before.
 """
@@ -17,7 +17,7 @@ Algorithm 1 of the paper with the design notes' resolutions (§1.5):
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -28,6 +28,7 @@ from transformers.cache_utils import DynamicCache
 from . import flops as _flops
 from . import spans as _spans
 from .cache import FrozenPrefixCache
+from .compat import cache_kwargs
 from .config import QTTConfig
 from .decoding import DecodeResult, decode
 from .delta import QueryDelta, find_query_projections
@@ -118,23 +119,26 @@ class QTTSession:
         """Whether adaptation ran (False below `min_context` or with steps=0)."""
         return bool(self.spans)
 
+    def frozen_cache(self) -> FrozenPrefixCache:
+        """The frozen prefill cache; a clear error before `prefill()` has run."""
+        if self.cache is None:
+            raise RuntimeError("no frozen cache yet: the prefill has not run (use adapt(), or call run())")
+        return self.cache
+
     # --- the algorithm ---------------------------------------------------------------------------
     def _freeze_model(self) -> None:
         self._saved_flags = [(p, p.requires_grad) for p in self.model.parameters()]
         for p, _ in self._saved_flags:
             p.requires_grad_(False)
-        self.model.eval()  # dropout off during adaptation (§1.5)
+        self.model.eval()  # dropout off during adaptation (DESIGN.md §1.5)
 
     def prefill(self) -> FrozenPrefixCache:
         """Step 1: one no-grad forward over ids[:-1]; its K/V become the read-only frozen cache."""
         t0 = time.perf_counter()
-        with torch.no_grad():
-            out = self.model(
-                input_ids=self.input_ids[:, :-1],
-                past_key_values=DynamicCache(config=self.model.config),
-                use_cache=True,
-            )
-        self.cache = FrozenPrefixCache.from_cache(out.past_key_values)
+        prefill = DynamicCache(config=self.model.config)
+        with torch.no_grad():  # the cache object is filled in place (whatever the output calls it)
+            self.model(input_ids=self.input_ids[:, :-1], use_cache=True, **cache_kwargs(self.model, prefill))
+        self.cache = FrozenPrefixCache.from_cache(prefill)
         self.times["prefill"] += time.perf_counter() - t0
         return self.cache
 
@@ -144,9 +148,10 @@ class QTTSession:
         x = ids[:, start : start + span_len]
         y = ids[0, start + 1 : start + span_len + 1]
         pos = torch.arange(start, start + span_len, device=ids.device)[None]
-        with self.cache.window(start), span_attention(self.model):
+        cache = self.frozen_cache()
+        with cache.window(start), span_attention(self.model):
             logits = self.model(
-                input_ids=x, past_key_values=self.cache, use_cache=True, position_ids=pos
+                input_ids=x, use_cache=True, position_ids=pos, **cache_kwargs(self.model, cache)
             ).logits
         return F.cross_entropy(logits[0].float(), y)
 
@@ -154,10 +159,11 @@ class QTTSession:
         """Logits of the span forward through the frozen cache (no grad), for checks and diagnostics."""
         ids = self.input_ids
         pos = torch.arange(start, start + span_len, device=ids.device)[None]
-        with torch.no_grad(), self.cache.window(start), span_attention(self.model):
+        cache = self.frozen_cache()
+        with torch.no_grad(), cache.window(start), span_attention(self.model):
             return self.model(
                 input_ids=ids[:, start : start + span_len],
-                past_key_values=self.cache,
+                **cache_kwargs(self.model, cache),
                 use_cache=True,
                 position_ids=pos,
             ).logits
@@ -178,7 +184,7 @@ class QTTSession:
         ).attach()
         if cfg.steps == 0 or self.T < cfg.min_context:
             return self
-        n_cached = self.cache.length
+        n_cached = self.frozen_cache().length
         k = _spans.effective_span_len(n_cached, cfg.span_len)
         sampler = _spans.resolve(cfg.span_sampler, cfg.question_len)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -229,7 +235,7 @@ class QTTSession:
         t0 = time.perf_counter()
         res = decode(
             self.model,
-            self.cache.decoding_cache(),
+            self.frozen_cache().decoding_cache(),
             first,
             max_new_tokens,
             needle_positions=needle_positions,
@@ -308,7 +314,9 @@ class QTTSession:
 
 
 @contextmanager
-def adapt(model, input_ids, config: QTTConfig | None = None, *, progress: bool = False):
+def adapt(
+    model, input_ids, config: QTTConfig | None = None, *, progress: bool = False
+) -> Iterator[QTTSession]:
     """Context manager of one qTTT request: ``with adapt(model, ids, cfg) as s: s.generate(...)``.
 
     The model is restored bit-exactly on exit, also when the body or the adaptation raises.

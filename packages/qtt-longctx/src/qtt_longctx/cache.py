@@ -15,6 +15,7 @@ no copy of the cache per step and no gradient into it.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
@@ -29,17 +30,18 @@ class FrozenWindowLayer(CacheLayerMixin):
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor):
         super().__init__()
-        self.keys = keys.detach()
-        self.values = values.detach()
-        self.keys.requires_grad_(False)
-        self.values.requires_grad_(False)
-        self.dtype, self.device = self.keys.dtype, self.keys.device
+        # typed, never-None handles on the frozen tensors; `keys`/`values` (the base class's Optional
+        # attributes that transformers reads) are the very same tensors
+        self.frozen_keys: torch.Tensor = keys.detach().requires_grad_(False)
+        self.frozen_values: torch.Tensor = values.detach().requires_grad_(False)
+        self.keys, self.values = self.frozen_keys, self.frozen_values
+        self.dtype, self.device = self.frozen_keys.dtype, self.frozen_keys.device
         self.is_initialized = True
         self.start = self.length
 
     @property
     def length(self) -> int:
-        return self.keys.shape[-2]
+        return self.frozen_keys.shape[-2]
 
     def lazy_initialization(self, key_states, value_states) -> None:  # never lazy: built from a prefill
         raise RuntimeError("FrozenWindowLayer is constructed from prefill tensors")
@@ -52,7 +54,7 @@ class FrozenWindowLayer(CacheLayerMixin):
                 f"span [{self.start}, {end}) reaches past the frozen cache of length {self.length}; "
                 "the frozen cache is read-only and cannot be extended"
             )
-        return self.keys[..., :end, :], self.values[..., :end, :]
+        return self.frozen_keys[..., :end, :], self.frozen_values[..., :end, :]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.start + query_length, 0
@@ -79,7 +81,9 @@ class FrozenPrefixCache(Cache):
     """
 
     def __init__(self, layers: list[FrozenWindowLayer]):
-        super().__init__(layers=layers)
+        base_layers: list[Any] = list(layers)  # Cache's list is invariant in its layer type
+        super().__init__(layers=base_layers)
+        self.frozen_layers: list[FrozenWindowLayer] = list(layers)
 
     @classmethod
     def from_cache(cls, cache: Cache) -> FrozenPrefixCache:
@@ -89,31 +93,32 @@ class FrozenPrefixCache(Cache):
                 raise ValueError(
                     f"layer {i} uses a sliding-window cache; qTTT's frozen cache supports full attention only"
                 )
-            if layer.keys is None:
+            keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+            if keys is None or values is None:
                 raise ValueError(f"cache layer {i} is empty: run the prefill forward first")
-            layers.append(FrozenWindowLayer(layer.keys, layer.values))
+            layers.append(FrozenWindowLayer(keys, values))
         return cls(layers)
 
     @property
     def length(self) -> int:
-        return self.layers[0].length
+        return self.frozen_layers[0].length
 
     @contextmanager
     def window(self, start: int):
         """Place the next forward's first token at absolute position `start` (span forward)."""
         if not 0 <= start < self.length:
             raise ValueError(f"window start {start} outside the cached prefix [0, {self.length})")
-        for layer in self.layers:
+        for layer in self.frozen_layers:
             layer.start = start
         try:
             yield self
         finally:
-            for layer in self.layers:
+            for layer in self.frozen_layers:
                 layer.start = layer.length
 
     def tensors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The frozen (keys, values) per layer (the very tensors, not copies)."""
-        return [(layer.keys, layer.values) for layer in self.layers]
+        return [(layer.frozen_keys, layer.frozen_values) for layer in self.frozen_layers]
 
     def decoding_cache(self) -> DynamicCache:
         """A growable cache that starts from the frozen prefix; new tokens go into it, never into `self`."""

@@ -1,13 +1,18 @@
-"""`qtt` / `qtt-longctx` console script: run qTTT on local files, the sandbox, and FLOP accounting.
+"""`qtt` / `qtt-longctx` console script (one program, two names): qTTT on local files, the sandbox,
+FLOP accounting and the benchmark.
 
-qtt run      --model DIR --data tasks.jsonl --schema longbench_v2 --methods in_context,qttt
+qtt run      --model DIR --data tasks.jsonl --schema longbench_v2 --methods in_context,qttt --out DIR
 qtt sandbox  --task kv --lengths 16,64,256 --methods in_context,qttt,thinking,self_consistency
-qtt make-sandbox --task kv --lengths 16,64 --out tasks.jsonl
+qtt make-sandbox --task kv --lengths 16,64 --out DIR
 qtt flops    --model DIR | --config config.json  --context 32768 --steps 32 --span 128
+qtt bench    [--scale smoke|cpu|full|gpu]
 
-Error convention (`paperworks_shared.cli`): every argument is validated at parse time or before any
-model is loaded or trained; a user mistake prints one line `qtt: error: ...` and exits 2 (`--debug` for
-a traceback). Outputs are written atomically (temp file + rename).
+CLI style (issue 20.4, `paperworks_shared.cli`): `--out` is always a directory (the command names the
+files inside it: results.jsonl, tasks.jsonl); `--device`, `--threads`, `--no-progress` on the commands
+that evaluate; `--seed S` for one run. Every argument is validated at parse time or before any model is
+loaded or trained; a user mistake prints one line `<prog>: error: ...` and exits 2 (`--debug` for a
+traceback). Outputs are written atomically (temp file + rename). torch/transformers are imported inside
+the commands, so `--help` is fast.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
-    check_out_file,
+    add_runtime_args,
+    apply_runtime_args,
+    check_out_dir,
     choice_of,
     existing_dir,
     existing_file,
@@ -41,10 +50,14 @@ from paperworks_shared.cli import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PROG = "qtt"
+PROG = "qtt"  # also installed as `qtt-longctx`: the usage line names whichever was run
+BENCH_NAME = "qtt-longctx"  # the `paperworks.benchmarks` entry point
+RESULTS_FILE = "results.jsonl"
+TASKS_FILE = "tasks.jsonl"
 METHOD_NAMES = ("in_context", "qttt", "thinking", "self_consistency")  # = methods.METHODS (tested)
 SCHEMA_NAMES = ("longbench_v2", "zeroscrolls", "qa", "sandbox")  # = eval.loaders.SCHEMAS (tested)
 TASK_NAMES = ("kv", "txlog", "multihop")  # = sandbox.tasks.TASKS (tested)
+SCALE_NAMES = ("smoke", "cpu", "full", "gpu")  # = sandbox.model.PRESETS (tested)
 methods_list = list_of(choice_of(METHOD_NAMES))
 edges_list = list_of(positive_int, min_len=0)
 lr_type = float_range(0.0, 10.0)  # QTTConfig's range
@@ -103,14 +116,27 @@ def _report(results, buckets, out: Path | None) -> None:
 
     print(markdown_table(summarize(results, buckets)))
     if out:
-        atomic_write_text(out, "".join(json.dumps(asdict(r)) + "\n" for r in results))
-        print(f"wrote {len(results)} rows to {out}")
+        path = out / RESULTS_FILE
+        atomic_write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in results))
+        print(f"wrote {len(results)} rows to {path}")
+
+
+def _out_dir(value) -> Path:
+    """`--out` is a directory (issue 20.4); a file name from the old `--out results.jsonl` style is refused
+    with a message instead of silently becoming a folder of that name."""
+    p = Path(value)
+    require(
+        p.suffix.lower() not in (".jsonl", ".json"),
+        f"--out {value}: --out is a directory now (the command writes {RESULTS_FILE} / {TASKS_FILE} inside "
+        "it); pass the folder",
+    )
+    return check_out_dir(p)
 
 
 def _check_common(a) -> None:
     """Cross-argument checks and output paths, before anything is loaded or trained."""
     if getattr(a, "out", None) is not None:
-        a.out = check_out_file(a.out)
+        a.out = _out_dir(a.out)
     if hasattr(a, "mode"):
         try:
             _qtt_config(a)
@@ -149,16 +175,15 @@ def _check_fits(longest: int, model_positions: int, a, what: str) -> None:
 
 
 def cmd_run(a) -> None:
-    import torch
-
     from .eval import evaluate
 
     _check_common(a)
     ds = _load_data(a.data, a.schema)  # cheap, before the model
     if a.limit:
         ds = ds.select(range(min(a.limit, len(ds))))
-    torch.set_num_threads(a.threads)
+    device = apply_runtime_args(a)
     model, tok = _load_user_model(a.model)
+    model.to(device)
     if a.eager:
         model.set_attn_implementation("eager")
     res = evaluate(
@@ -172,6 +197,7 @@ def cmd_run(a) -> None:
         a.sc_samples,
         answer_tokens=a.answer_tokens,
         seed=a.seed,
+        progress=not a.no_progress,
     )
     _report(res, a.buckets, a.out)
 
@@ -193,16 +219,12 @@ def _write_tasks(ds, path: Path) -> None:
 
 
 def cmd_sandbox(a) -> None:
-    import torch
-
     from .eval import evaluate
     from .sandbox import sandbox_model
     from .sandbox.model import PRESETS
 
     _check_common(a)
-    tasks_path = a.out.with_suffix(".tasks.jsonl") if a.out else None
-    if tasks_path is not None:
-        check_out_file(tasks_path, what="tasks file")
+    tasks_path = a.out / TASKS_FILE if a.out else None
     ds = _sandbox_tasks(a)
     longest = max(len(r["context"]) + len(r["question"]) for r in ds) + 1  # byte tokens + BOS
     _check_fits(longest, PRESETS[a.scale].max_positions, a, f"--lengths {max(a.lengths)}")
@@ -212,8 +234,9 @@ def cmd_sandbox(a) -> None:
         path = tasks_path or Path(tmp) / "tasks.jsonl"
         _write_tasks(ds, path)
         ds = _load_data(path, "sandbox")
-    torch.set_num_threads(a.threads)
-    model, tok, _ = sandbox_model(a.scale)
+    device = apply_runtime_args(a)
+    model, tok, _ = sandbox_model(a.scale, progress=not a.no_progress)
+    model.to(device)
     cfg = _qtt_config(a)
     res = evaluate(
         model,
@@ -226,16 +249,18 @@ def cmd_sandbox(a) -> None:
         a.sc_samples,
         answer_tokens=a.answer_tokens,
         seed=a.seed,
+        progress=not a.no_progress,
     )
     lengths = sorted({r.length for r in res})
     _report(res, lengths, a.out)
 
 
 def cmd_make_sandbox(a) -> None:
-    a.out = check_out_file(a.out)
+    a.out = _out_dir(a.out)
     ds = _sandbox_tasks(a)
-    _write_tasks(ds, a.out)
-    print(f"wrote {len(ds)} {a.task} tasks to {a.out} (load with --schema sandbox)")
+    path = a.out / TASKS_FILE
+    _write_tasks(ds, path)
+    print(f"wrote {len(ds)} {a.task} tasks to {path} (load with --schema sandbox)")
 
 
 def cmd_flops(a) -> None:
@@ -255,7 +280,7 @@ def cmd_flops(a) -> None:
             raise UserError(f"cannot read a model config from {str(src)!r}: {msg}") from None
     require(a.span < a.context, f"--span {a.span} must be shorter than --context {a.context}")
     steps = a.steps
-    out = {
+    out: dict[str, Any] = {
         "thinking_equivalent_eq_3_2": flops.thinking_equivalent(steps, a.span),
         "match_steps_for_budget": flops.match_steps(a.budget, a.span) if a.budget else None,
     }
@@ -276,9 +301,15 @@ def cmd_flops(a) -> None:
     print(json.dumps(out, indent=1))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def prog_name(argv0: str | None = None) -> str:
+    """The usage line names the script that was run (`qtt` or its alias `qtt-longctx`)."""
+    name = Path(argv0 if argv0 is not None else sys.argv[0]).name
+    return name if name in ("qtt", "qtt-longctx") else PROG
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
+        prog=prog,
         description="qTTT: query-only test-time training for long contexts "
         "(arXiv 2512.13898). Adapts only W_Q against a frozen KV cache; model restored after.",
     )
@@ -303,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--limit", type=nonneg_int, default=0, help="first N rows only (0: all)")
     r.add_argument("--eager", action="store_true", help="eager attention (needed for needle attention mass)")
-    r.add_argument("--threads", type=positive_int, default=1)
-    r.add_argument("--out", default=None, help="write per-example results here (.jsonl)")
+    r.add_argument(
+        "--out", default=None, help=f"output folder: per-example results go to {RESULTS_FILE} in it"
+    )
+    add_runtime_args(r)
     _config_args(r)
     r.set_defaults(fn=cmd_run)
 
@@ -313,11 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lengths", type=int_list, default=[16, 64, 256], help="haystack sizes (records)")
     s.add_argument("--per-length", type=positive_int, default=10)
     s.add_argument("--methods", type=methods_list, default=list(METHOD_NAMES))
-    s.add_argument("--scale", default="cpu", choices=["smoke", "cpu", "gpu"], help="sandbox model preset")
+    s.add_argument(
+        "--scale",
+        default="cpu",
+        choices=list(SCALE_NAMES),
+        help="sandbox model preset (trained once, cached)",
+    )
     s.add_argument("--data-seed", type=nonneg_int, default=123)
-    s.add_argument("--threads", type=positive_int, default=1)
     s.add_argument("--answer-tokens", type=positive_int, default=16)
-    s.add_argument("--out", default=None, help="results .jsonl (tasks beside it as .tasks.jsonl)")
+    s.add_argument("--out", default=None, help=f"output folder: {RESULTS_FILE} and the tasks as {TASKS_FILE}")
+    add_runtime_args(s)
     _config_args(s)
     s.set_defaults(fn=cmd_sandbox, span=32, lr=1e-3, steps=8)
 
@@ -328,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lengths", type=int_list, default=[16, 64, 256])
     m.add_argument("--per-length", type=positive_int, default=10)
     m.add_argument("--data-seed", type=nonneg_int, default=123)
-    m.add_argument("--out", required=True)
+    m.add_argument("--out", required=True, help=f"output folder: the tasks go to {TASKS_FILE} in it")
     m.set_defaults(fn=cmd_make_sandbox)
 
     f = sub.add_parser("flops", help="FLOP accounting: qTTT steps vs thinking tokens (Eq. 3.2, App. C)")
@@ -340,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--budget", type=nonneg_int, default=None, help="thinking budget to convert into steps")
     f.add_argument("--answer-tokens", type=nonneg_int, default=512)
     f.set_defaults(fn=cmd_flops)
+
+    add_bench_command(sub, BENCH_NAME)
     return p
 
 
@@ -351,14 +391,17 @@ def existing_path(text: str) -> Path:
     return p
 
 
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: list[str], prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
+    if hasattr(args, "func"):  # `bench` (paperworks_shared.cli.add_bench_command)
+        return int(args.func(args) or 0)
     args.fn(args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(_main, argv, prog=PROG)
+    prog = prog_name()
+    return run_cli(lambda a: _main(a, prog), argv, prog=prog)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers.cache_utils import Cache
 
+from .compat import cache_kwargs
+
 
 @dataclass
 class DecodeResult:
@@ -75,7 +77,8 @@ def decode(
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1 or input_ids.shape[1] < 1:
         raise ValueError(f"decode expects input_ids of shape (1, n>=1), got {tuple(input_ids.shape)}")
-    want_attn = needle_positions is not None and len(needle_positions) > 0
+    targets = list(needle_positions) if needle_positions is not None else []
+    want_attn = len(targets) > 0
     if want_attn and model.config._attn_implementation != "eager":
         raise ValueError(
             "needle attention mass needs attn_implementation='eager' (model.set_attn_implementation)"
@@ -89,13 +92,17 @@ def decode(
         start = cache.get_seq_length()
         pos = torch.arange(start, start + x.shape[1], device=x.device)[None]
         out = model(
-            input_ids=x, past_key_values=cache, use_cache=True, position_ids=pos, output_attentions=want_attn
+            input_ids=x,
+            use_cache=True,
+            position_ids=pos,
+            output_attentions=want_attn,
+            **cache_kwargs(model, cache),
         )
         logits = out.logits[0, -1]
         if first_logits is None:
             first_logits = logits.detach().float().cpu()
         if want_attn:
-            masses.append(needle_mass(out.attentions, needle_positions))
+            masses.append(needle_mass(out.attentions, targets))
         if do_sample:
             nxt = _sample(logits, temperature, top_k, top_p, generator)
         else:

@@ -1,4 +1,4 @@
-"""Trainable query updates that never touch the base weights (design notes §6 pitfalls 1, 2, 9).
+"""Trainable query updates that never touch the base weights (DESIGN.md pitfalls 1, 2, 9).
 
 `QueryDelta` finds ``self_attn.q_proj`` in every decoder layer and attaches a forward hook that adds the
 output of a *separate fp32 parameter*: ``q = W_Q h (+ b) + ΔW h`` (mode "full", ΔW zero-initialised, shape
@@ -56,6 +56,8 @@ class QueryDelta(nn.Module):
         n = len(projections)
         if layers == "all":
             idx = list(range(n))
+        elif isinstance(layers, str):
+            raise ValueError(f"QTTConfig.layers must be 'all' or a list of layer indices, got {layers!r}")
         else:
             idx = sorted(set(layers))
             bad = [i for i in idx if not 0 <= i < n]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Union
 
 import torch
 
@@ -29,6 +30,8 @@ from .decoding import decode
 from .flops import match_steps
 
 METHODS = ("in_context", "qttt", "thinking", "self_consistency")
+# a candidate token id (scored answers) or the decoded token tuple (free-form answers)
+Prediction = Union[int, tuple[int, ...]]
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Answer:
     """One method's answer to one request."""
 
     method: str
-    prediction: int | str
+    prediction: Prediction
     needle_mass: float = float("nan")
     extra: dict = field(default_factory=dict)
 
@@ -88,19 +91,31 @@ def answer(
         if method in ("in_context", "qttt"):
             n_out = 1 if candidates else answer_tokens
             res = s.generate(n_out, needle_positions=needle_positions, stop_tokens=stop_tokens)
-            pred = _pick(res.first_logits, candidates) if candidates else _strip(res.tokens, stop_tokens)
+            pred: Prediction = (
+                _pick(res.first_logits, candidates) if candidates else _strip(res.tokens, stop_tokens)
+            )
             return Answer(method, pred, res.mean_needle_mass, {"losses": list(s.losses)})
         reask = torch.as_tensor(list(reask_ids or []), dtype=torch.long)
         n = 1 if method == "thinking" else max(1, sc_samples)
         think = budget_tokens // n
-        votes, masses = [], []
+        votes: list[Prediction] = []
+        masses: list[float] = []
         for _ in range(n):
-            cache = s.cache.decoding_cache()
+            cache = s.frozen_cache().decoding_cache()
             last = prompt_ids.reshape(1, -1)[:, -1:]
             sample = method == "self_consistency"
-            kw = dict(do_sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
             if think > 0:
-                thought = decode(model, cache, last.to(model.device), think, **kw)
+                thought = decode(
+                    model,
+                    cache,
+                    last.to(model.device),
+                    think,
+                    do_sample=sample,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    generator=gen,
+                )
                 last = torch.tensor([thought.tokens[-1:]], dtype=torch.long)
             x = torch.cat([last, reask[None]], 1).to(model.device)
             if not candidates:  # free-form answer: decode up to answer_tokens
@@ -111,7 +126,11 @@ def answer(
                     answer_tokens,
                     stop_tokens=stop_tokens,
                     needle_positions=needle_positions,
-                    **kw,
+                    do_sample=sample,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    generator=gen,
                 )
                 votes.append(_strip(res.tokens, stop_tokens))
                 masses.append(res.mean_needle_mass)

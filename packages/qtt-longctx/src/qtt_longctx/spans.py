@@ -2,7 +2,7 @@
 
 The prefill caches positions ``0 ... n_cached-1`` (all prompt tokens but the last). A span of length k
 starting at t feeds ``x[t : t+k]`` (all cached positions) and predicts ``x[t+1 : t+k+1]`` (targets stay
-inside the prompt, pitfall 13), so ``0 <= t <= n_cached - k``.
+inside the prompt, DESIGN.md pitfall 13), so ``0 <= t <= n_cached - k``.
 """
 
 from __future__ import annotations

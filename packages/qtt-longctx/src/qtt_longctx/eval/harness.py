@@ -66,8 +66,14 @@ def evaluate(
     measure_mass: bool = True,
     progress: bool = True,
     seed: int = 0,
+    temperature: float = 0.7,
+    top_k: int = 20,
+    top_p: float = 0.8,
 ) -> list[EvalResult]:
-    """Evaluate `methods` on every row; returns one `EvalResult` per (row, method)."""
+    """Evaluate `methods` on every row; returns one `EvalResult` per (row, method).
+
+    `temperature`, `top_k`, `top_p` are the sampling settings of self-consistency (paper App. D
+    non-thinking defaults 0.7 / 20 / 0.8); the other methods decode greedily."""
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown methods {bad}; choose from {METHODS}")
@@ -103,11 +109,14 @@ def evaluate(
                 reask_ids=q_ids,
                 needle_positions=needle or None,
                 sc_samples=sc_samples,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
                 seed=seed,
                 answer_tokens=answer_tokens,
                 stop_tokens=newline,
             )
-            if cands:
+            if isinstance(a.prediction, int):  # scored over candidate tokens
                 pred = tokenizer.decode([a.prediction])
                 gold = row["answer"].strip()
                 correct = pred.strip() == gold

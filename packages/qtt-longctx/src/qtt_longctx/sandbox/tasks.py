@@ -1,4 +1,4 @@
-"""Synthetic long-context tasks (design notes §1.7, §3.5): the needle stays fixed, only the haystack grows.
+"""Synthetic long-context tasks (DESIGN.md §1.7, §3.5): the needle stays fixed, only the haystack grows.
 
 Every example is a dict ``{task, n_pairs, context, question, answer, needle_start, needle_end}``; the
 prompt is ``context + question`` and the gold answer a single character. ``needle_start/end`` are the
@@ -12,7 +12,7 @@ are the near-duplicates a one-token match confuses.
   alphabet, so a random distractor shares one letter with the needle key with high probability
   (partial-match distractors, Lemma 2.2's "≥ m keys within Δ of the needle"). A fraction of the keys is
   re-queried inside the context (``?ab7 ``), the in-context self-supervision that qTTT's next-token loss
-  can use (§3.4 take-away iii).
+  can use (DESIGN.md §1.7, §3.4).
 * ``txlog`` — transaction-log / variable tracking: accounts are written repeatedly; the question asks
   for the *latest* value (recency under distractors of the same key).
 * ``multihop`` — records either store a digit or point to another key (``abcd``); the question asks a
@@ -22,6 +22,7 @@ are the near-duplicates a one-token match confuses.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import datasets
 
@@ -109,7 +110,7 @@ def make_example(task: str, n_pairs: int, rng: random.Random, requery_frac: floa
 
 def sandbox_dataset(
     task: str = "kv",
-    n_pairs: int | list[int] = (16, 64, 256),
+    n_pairs: int | Sequence[int] = (16, 64, 256),
     per_length: int = 20,
     seed: int = 0,
     requery_frac: float = 0.2,
