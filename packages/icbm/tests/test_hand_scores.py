@@ -1,4 +1,4 @@
-"""Acceptance: hand-computed CooP scores on a 2-concept linear model [notes 3.4 test 1]."""
+"""Acceptance: hand-computed CooP scores on a 2-concept linear model [DESIGN.md §3.4 test 1]."""
 
 import math
 

@@ -29,7 +29,7 @@ def small():
 def test_modes_train_and_interventions_help(small, mode, bottleneck, fmt):
     task, tr, _, te = small
     model = icbm.linear_cbm(task.in_features, task.groups, task.n_classes, mode=mode, bottleneck=bottleneck)
-    assert model.intervention_format == fmt  # "auto" resolution [notes 6.1]
+    assert model.intervention_format == fmt  # "auto" resolution [DESIGN.md pitfall 1]
     icbm.fit(model, tr, epochs=15, lr=2e-2)
     logits = icbm.predict_concept_logits(model, te)
     acc0 = float((icbm.predicted_class(model.predict_label(logits)) == te.y).float().mean())
@@ -39,7 +39,7 @@ def test_modes_train_and_interventions_help(small, mode, bottleneck, fmt):
     assert concept_acc > 0.75  # the concept loss was trained in every mode
     if mode != "joint":
         assert float((full == te.y).float().mean()) > acc0  # revealing true concepts helps
-    else:  # joint models leak through the bottleneck and may respond weakly or even negatively [notes 6.15]
+    else:  # joint models leak through the bottleneck and may respond weakly or even negatively [DESIGN.md pitfall 15]
         assert (full != icbm.predicted_class(model.predict_label(logits))).any()
     if fmt == "percentile":
         b = model.phi(logits)

@@ -1,4 +1,4 @@
-"""Acceptance: no peeking, batch invariance, never re-asking, full reveal = same prediction [notes 3.4]."""
+"""Acceptance: no peeking, batch invariance, never re-asking, full reveal = same prediction [DESIGN.md §3.4]."""
 
 import pytest
 import torch

@@ -165,9 +165,13 @@ def test_checkpoint_is_atomic_and_corrupt_files_are_refused(tmp_path, small_data
     (tmp_path / "trunc.pt").write_bytes(old[: len(old) // 2])
     (tmp_path / "junk.pt").write_bytes(b"junk")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    from paperworks_shared.checkpoint import save_checkpoint as shared_save
+
+    shared_save(tmp_path / "foreign.pt", {"w": torch.zeros(2)}, kind="metadock")
     for name, match in [
-        ("trunc.pt", "cannot be read"),
-        ("junk.pt", "cannot be read"),
+        ("trunc.pt", "not a readable torch checkpoint"),
+        ("junk.pt", "not a readable torch checkpoint"),
+        ("foreign.pt", "expected 'icbm'"),
         ("other.pt", "not an icbm checkpoint"),
         ("missing.pt", "no such checkpoint"),
     ]:
@@ -196,9 +200,27 @@ def _bad_inputs(tmp, task):
     (tmp / "g2.json").write_text('{"groups": {"a": [0], "b": [1]}}')
     (tmp / "trunc.pt").write_bytes((tmp / "ck.pt").read_bytes()[:300])
     np.save(tmp / "in3.npy", np.zeros(3, np.float32))
+    from paperworks_shared.checkpoint import save_checkpoint as shared_save
+
+    shared_save(tmp / "foreign.pt", {"w": torch.zeros(2)}, kind="metadock")
     S = ["--n-train", "40"]
     out = str(tmp / "m.pt")
-    return [
+    no_cuda = (
+        []
+        if torch.cuda.is_available()
+        else [
+            (["train", "--device", "cuda", "--out", out], "CUDA is not available"),
+            (["evaluate", "--checkpoint", ck, "--device", "cuda:0", *S], "CUDA is not available"),
+        ]
+    )
+    return no_cuda + [
+        (["train", "--device", "gpu", "--out", out], "--device"),
+        (["train", "--threads", "0", "--out", out], "--threads"),
+        (["evaluate", "--checkpoint", ck, "--threads", "-1", *S], "--threads"),
+        (["demo", "--threads", "0"], "--threads"),
+        (["ask", "--checkpoint", ck, "--device", "tpu", *S], "--device"),
+        (["bench", "--scale", "huge"], "--scale"),
+        (["evaluate", "--checkpoint", str(tmp / "foreign.pt"), *S], "expected 'icbm'"),
         (["train", "--epochs", "-3", "--out", out], "--epochs"),
         (["train", "--epochs", "0", "--out", out], "--epochs"),
         (["train", "--lr", "nan", "--out", out], "--lr"),
@@ -207,8 +229,8 @@ def _bad_inputs(tmp, task):
         (["train", "--concept-weight", "-1", "--out", out], "--concept-weight"),
         (["train", "--n-train", "5", "--out", out], "--n-train"),
         (["train", "--seed", "-1", "--out", out], "--seed"),
-        (["train", "--out", str(tmp / "afile" / "m.pt")], "is not a directory"),
-        (["train", "--out", str(tmp)], "is a directory"),
+        (["train", "--out", str(tmp / "afile" / "m")], "is not writable: Not a directory"),
+        (["train", "--out", str(tmp / "afile")], "exists and is not a directory"),
         (["train", "--data", str(tmp / "none.npz"), "--out", out], "no such file"),
         (["train", "--data", str(tmp / "bad.npz"), "--out", out], "cannot be read as an .npz"),
         (["train", "--data", str(tmp / "noc.npz"), "--out", out], "missing array"),
@@ -224,8 +246,9 @@ def _bad_inputs(tmp, task):
             "mismatch",
         ),
         (["evaluate", "--checkpoint", str(tmp / "none.pt"), *S], "no such checkpoint"),
-        (["evaluate", "--checkpoint", str(tmp / "afile"), *S], "cannot be read"),
-        (["evaluate", "--checkpoint", str(tmp / "trunc.pt"), *S], "cannot be read"),
+        (["evaluate", "--checkpoint", str(tmp / "afile"), *S], "not a readable torch checkpoint"),
+        (["evaluate", "--checkpoint", str(tmp / "trunc.pt"), *S], "not a readable torch checkpoint"),
+        (["evaluate", "--checkpoint", str(tmp), *S], "checkpoint.pt: no such checkpoint file"),
         (["evaluate", "--checkpoint", ck, "--budget", "0", *S], "--budget"),
         (["evaluate", "--checkpoint", ck, "--budget", "17", *S], "larger than the number of concept groups"),
         (["evaluate", "--checkpoint", ck, "--beta", "nan", *S], "--beta"),

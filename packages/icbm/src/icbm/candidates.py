@@ -1,8 +1,8 @@
 """Hypothetical reveals: every (group, value) candidate of every row, scored in one batched call.
 
 For each group k not yet revealed, CooP-style policies ask "what would the head predict if the
-human answered v for group k?" [notes 1.3]. The candidate set per group depends on the group
-convention [notes 1.3, 6.4]:
+human answered v for group k?" [DESIGN.md §1.3]. The candidate set per group depends on the group
+convention [DESIGN.md §1.3, pitfall 4]:
 
 - ``v1`` (official default): set *all* members to 0 or to 1; weights 1 - w, w with w = mean p_hat.
 - ``v2`` (official *_v2): reveal each member alone as 0 or 1, weights 1 - p_j, p_j; summed over j.
@@ -12,7 +12,7 @@ convention [notes 1.3, 6.4]:
 Each candidate belongs to a *family* (one outcome distribution: the group for v1/categorical,
 the member for v2), used by the weight normalisation and the information-gain policy.
 
-Evaluation is vectorised [notes 5]: a general head sees cur (B, 1, C) with the candidate's
+Evaluation is vectorised [DESIGN.md §5]: a general head sees cur (B, 1, C) with the candidate's
 concepts overridden -> one head call on (B * Q, C), chunked over B; a linear head uses the low-rank
 update  logits + sum_m (tau(v_m) - cur_m) W[:, m],  which costs O(B Q |G| n_classes).
 """
@@ -88,7 +88,7 @@ def build_candidates(groups: ConceptGroups, mode: str = "auto") -> CandidateSet:
     """Enumerate the candidates of every group under convention `mode`."""
     m_max = max(len(v) for v in groups.groups.values())
     rows = []  # (group, family, idx, values, w_a, w_s, w_idx)
-    fam_group = []
+    fam_group: list[int] = []
     for k in range(len(groups)):
         mem = groups.members(k)
         conv = group_convention(groups, k, mode)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
+    apply_runtime_args,
     check_out_dir,
-    check_out_file,
     existing_file,
     int_range,
     nonneg_float,
@@ -177,19 +179,22 @@ def _data_args(p):
         help="synthetic training size, >= 40 (val = /4, test = /2)",
     )
     p.add_argument("--seed", type=nonneg_int, default=0)
+    add_runtime_args(p)
     add_debug_flag(p)
 
 
 def cmd_train(args):
     import torch
 
-    from .checkpoint import save_checkpoint
+    from .checkpoint import CHECKPOINT_FILE, save_checkpoint
     from .model import linear_cbm
     from .training import fit
 
-    out = check_out_file(args.out)
+    require(not Path(args.out).expanduser().is_file(), f"--out {args.out!r} exists and is not a directory")
+    device = apply_runtime_args(args)
     torch.manual_seed(args.seed)
-    tr, _va, _te, meta = _load_data(args)
+    tr, _va, _te, meta = _load_data(args)  # validates --data / --groups (no training yet)
+    out_dir = check_out_dir(args.out)  # created only once the inputs are known to be good
     model = linear_cbm(
         meta["in_features"],
         tr.groups,
@@ -197,7 +202,7 @@ def cmd_train(args):
         hidden=args.hidden,
         mode=args.mode,
         bottleneck=args.bottleneck,
-    )
+    ).to(device)
     fit(
         model,
         tr,
@@ -205,10 +210,15 @@ def cmd_train(args):
         lr=args.lr,
         concept_weight=args.concept_weight,
         seed=args.seed,
-        progress=True,
+        progress=not args.no_progress,
     )
-    path = save_checkpoint(model, out, meta["in_features"], meta["n_classes"], args.hidden, extra=meta)
-    print(f"saved {path} ({model.mode}, bottleneck={model.bottleneck}, format={model.intervention_format})")
+    path = save_checkpoint(
+        model, out_dir / CHECKPOINT_FILE, meta["in_features"], meta["n_classes"], args.hidden, extra=meta
+    )
+    print(
+        f"saved {path} ({model.mode}, bottleneck={model.bottleneck}, format={model.intervention_format}, "
+        f"device={device})"
+    )
 
 
 def cmd_evaluate(args):
@@ -219,11 +229,17 @@ def cmd_evaluate(args):
     model, _cfg = _load_model(args)
     _tr, va, te, meta = _load_data(args)
     _check_compatible(model, meta, args)
+    model.to(apply_runtime_args(args))
     names = POLICIES if args.policy == "all" else (args.policy,)
     rows = []
     for n in names:
         curve = evaluate_interventions(
-            model, te, _policy(n, model, va, args), args.budget, cost_budget=args.cost_budget, progress=True
+            model,
+            te,
+            _policy(n, model, va, args),
+            args.budget,
+            cost_budget=args.cost_budget,
+            progress=not args.no_progress,
         )
         rows.append(
             {
@@ -274,6 +290,8 @@ def cmd_ask(args, stdin=None, out=print):
     model, _cfg = _load_model(args)
     _tr, va, te, meta = _load_data(args)
     _check_compatible(model, meta, args)
+    device = apply_runtime_args(args)
+    model.to(device)
     if args.input:
         try:
             x = torch.tensor(np.load(args.input, allow_pickle=False), dtype=torch.float32).reshape(1, -1)
@@ -292,7 +310,7 @@ def cmd_ask(args, stdin=None, out=print):
         )
         x, truth = te.x[args.index : args.index + 1], (te.c[args.index], int(te.y[args.index]))
     pol = _policy(args.policy, model, va, args)
-    d = InteractiveDialogue(model, x, policy=pol, budget=args.budget)
+    d = InteractiveDialogue(model, x.to(device), policy=pol, budget=args.budget)
 
     def show():
         p = d.prediction()
@@ -340,9 +358,12 @@ def cmd_demo(args):
         args.budget <= len(task.groups),
         f"--budget {args.budget} is larger than the number of concept groups ({len(task.groups)})",
     )
+    device = apply_runtime_args(args)
+    # the synthetic model is trained (and cached) on the CPU; the policies are evaluated on --device
     model, _tr, va, te = train_synthetic(
         task, (args.n_train, args.n_train // 4, args.n_train // 2), split_seed=args.seed, epochs=args.epochs
     )
+    model.to(device)
     pols, tuned = standard_policies(model, va, args.budget)
     res = run_policies(model, te, pols, args.budget)
     print(f"CooP beta tuned on validation: {tuned.best['beta']}")
@@ -354,18 +375,6 @@ def cmd_demo(args):
             ]
         )
     )
-
-
-def cmd_bench(args):
-    from paperworks_shared.bench import BenchContext
-
-    from .bench import run
-
-    check_out_dir(args.results, what="--results")
-    ctx = BenchContext("icbm", args.scale, args.results)
-    run(ctx)
-    for r in ctx.records:
-        print(f"[{r.experiment}] {r.verdict}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int_range(1, 100_000), default=60)
     p.add_argument("--lr", type=positive_float, default=1e-2)
     p.add_argument("--concept-weight", type=nonneg_float, default=1.0, help="lambda of the joint loss (>= 0)")
-    p.add_argument("--out", default="icbm-model.pt", help="checkpoint file (written atomically)")
+    p.add_argument(
+        "--out",
+        default="icbm-run",
+        help="output folder (default icbm-run): receives checkpoint.pt, written atomically",
+    )
     p.set_defaults(func=cmd_train)
 
     def policy_args(p, default="coop"):
@@ -403,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy after k = 0..budget interactions for one or all policies")
     _data_args(p)
-    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `icbm train`")
+    p.add_argument(
+        "--checkpoint", required=True, help="folder (or its checkpoint.pt) written by `icbm train --out`"
+    )
     p.add_argument("--budget", type=positive_int, default=5, help="queries per instance (<= groups)")
     p.add_argument("--cost-budget", type=positive_float, default=None)
     policy_args(p, default="all")
@@ -411,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="interactive terminal dialogue: the model asks you for concept values")
     _data_args(p)
-    p.add_argument("--checkpoint", required=True, help="checkpoint file written by `icbm train`")
+    p.add_argument(
+        "--checkpoint", required=True, help="folder (or its checkpoint.pt) written by `icbm train --out`"
+    )
     p.add_argument(
         "--input", type=existing_file, help=".npy feature vector (default: a test instance, see --index)"
     )
@@ -428,23 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int_range(40, 10_000_000), default=4000)
     p.add_argument("--epochs", type=int_range(1, 100_000), default=60)
     p.add_argument("--budget", type=positive_int, default=8, help="queries per instance (<= 16 groups)")
+    add_runtime_args(p)
     add_debug_flag(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="run the package benchmark (writes <results>/icbm/*.json + PNG)")
-    p.add_argument("--scale", choices=("smoke", "cpu", "gpu"), default="smoke")
-    p.add_argument("--results", default="benchmarks/results")
+    p = add_bench_command(sub, "icbm")
     add_debug_flag(p)
-    p.set_defaults(func=cmd_bench)
     return ap
 
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    args.func(args)
+    if args.cmd == "bench":
+        check_out_dir(args.results, what="--results")
+        return int(args.func(args) or 0)
+    args.func(args)  # --threads / --device are applied by each command after its checks
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A human-in-the-loop dialogue for one instance: ask, answer, predict [notes 7].
+"""A human-in-the-loop dialogue for one instance: ask, answer, predict [DESIGN.md §7].
 
     d = InteractiveDialogue(model, x, policy=CooP(beta=10), budget=5)
     q = d.next_query()              # Query(group, concepts, predicted_probs, score, breakdown)
@@ -63,7 +63,7 @@ class InteractiveDialogue:
             concept_logits = concept_logits.reshape(1, -1).float()
         self.model, self.policy, self.budget = model, policy, budget
         self.state = InteractionState.initial(model, concept_logits, cost_budget)
-        self.history: list[tuple[Query, list[int] | None]] = []
+        self.history: list[tuple[Query | None, list[int] | None]] = []
         self._pending: Query | None = None
 
     @property

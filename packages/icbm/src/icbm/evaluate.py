@@ -1,9 +1,9 @@
-"""Simulated interventions over a split: accuracy after k = 0..T interactions [notes 1.5].
+"""Simulated interventions over a split: accuracy after k = 0..T interactions [DESIGN.md §1.5].
 
 The simulated human answers with the ground-truth concepts of the asked group; where the
 annotation is "not visible" it answers "don't know" and, by default, the query is spent while
 the model's prediction is kept for those concepts (official `include_uncertain=False`;
-``unknown="set_zero"`` follows Koh's `-use_invisible` instead) [notes 1.2, 6.7]. The policy only
+``unknown="set_zero"`` follows Koh's `-use_invisible` instead) [DESIGN.md §1.2, pitfall 7]. The policy only
 ever sees an `InteractionState` (answers already given), except the oracle.
 """
 

@@ -1,7 +1,7 @@
 """Reusable experiment pieces for the benchmark, the CLI demo and the slow tests.
 
 `train_synthetic` trains (once, cached under $PAPERWORKS_CACHE/icbm-synthetic) an independent CBM
-with a linear encoder and a linear head on the occluded-concepts task, as in the notes' E1/E2
+with a linear encoder and a linear head on the occluded-concepts task, as in DESIGN.md's E1/E2
 prototypes; `compare_policies` runs every policy on the test split and returns the curves.
 """
 
@@ -47,7 +47,7 @@ def train_synthetic(
     cache: bool = True,
 ):
     """(model, train, val, test) for `task`; the trained weights are cached on disk."""
-    tr, va, te = task.splits(*sizes, seed=split_seed)
+    tr, va, te = task.splits(sizes[0], sizes[1], sizes[2], seed=split_seed)
     model = linear_cbm(task.in_features, task.groups, task.n_classes)
     key = {
         "v": 1,

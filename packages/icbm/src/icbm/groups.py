@@ -1,7 +1,7 @@
 """Concept groups: which binary concepts a human answers together, of what kind, at what cost.
 
 The interaction unit of the paper is a concept *group* (CUB: 28 attribute groups over 112 binary
-concepts; OAI: 10 one-hot grade groups) [notes 1.3]. Every concept belongs to exactly one group.
+concepts; OAI: 10 one-hot grade groups) [DESIGN.md §1.3]. Every concept belongs to exactly one group.
 
 Kinds:
 - ``binary``: one binary concept (a singleton group);
@@ -25,7 +25,7 @@ class ConceptGroups:
 
     Args:
         groups: name -> concept indices (ordered; the order is the group index used everywhere,
-            and the tie-break of every policy is "lowest group index first" [notes 6.12]).
+            and the tie-break of every policy is "lowest group index first" [DESIGN.md pitfall 12]).
         kinds: name -> "binary" | "multilabel" | "categorical"; default "binary" for singletons
             and "multilabel" for larger groups.
         costs: name -> positive acquisition cost; default 1.0.
@@ -36,7 +36,7 @@ class ConceptGroups:
     groups: Mapping[str, Sequence[int]]
     kinds: Mapping[str, str] = field(default_factory=dict)
     costs: Mapping[str, float] = field(default_factory=dict)
-    n_concepts: int | None = None
+    n_concepts: int = None  # type: ignore[assignment]  # None = max index + 1; an int after __post_init__
 
     def __post_init__(self) -> None:
         if not self.groups:

@@ -3,10 +3,10 @@
 x --concept_encoder--> concept logits l (B, C) --phi--> bottleneck (B, C) --label_predictor--> label logits.
 
 An intervention with mask m (1 = revealed by the human) and revealed values c replaces the
-bottleneck by  b(m) = m * tau(c) + (1 - m) * phi(l)  [notes 1.2], where phi is what the head sees
+bottleneck by  b(m) = m * tau(c) + (1 - m) * phi(l)  [DESIGN.md §1.2], where phi is what the head sees
 for unrevealed concepts (``bottleneck``) and tau maps an answer 0/1 to the value the head was
 trained on (``intervention_format``): exactly 0/1 (``binary``), or per-concept 5th/95th
-percentiles of phi(l) over the *training* split (``percentile``; notes 6.1 resolve the official
+percentiles of phi(l) over the *training* split (``percentile``; DESIGN.md pitfall 1 resolve the official
 code's global eval-split percentiles this way). The percentiles and an optional concept temperature
 are buffers, so they travel with the state dict.
 """
@@ -14,6 +14,7 @@ are buffers, so they travel with the state dict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class ConceptOutput:
 
 
 def label_probs(label_logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities: softmax, or [1 - s, s] for a binary task with one logit (notes 6.16)."""
+    """Class probabilities: softmax, or [1 - s, s] for a binary task with one logit (DESIGN.md pitfall 16)."""
     if label_logits.shape[-1] == 1:
         p1 = torch.sigmoid(label_logits)
         return torch.cat([1 - p1, p1], dim=-1)
@@ -48,6 +49,10 @@ def predicted_class(label_logits: torch.Tensor) -> torch.Tensor:
 
 
 class ConceptBottleneckModel(nn.Module):
+    q_low: torch.Tensor  # buffers (registered in __init__), declared for type checkers
+    q_high: torch.Tensor
+    temperature: torch.Tensor
+    percentiles_fitted: torch.Tensor
     """A CBM = concept encoder + label predictor, with the ICBM intervention operator.
 
     Args:
@@ -58,11 +63,11 @@ class ConceptBottleneckModel(nn.Module):
             or (B, 1) for a binary task.
         groups: the concept groups (kinds, costs).
         mode: how it is trained: "independent" (head on true concepts), "sequential" (head on
-            predicted concepts), "joint" (end to end) [notes 1.1].
+            predicted concepts), "joint" (end to end) [DESIGN.md §1.1].
         bottleneck: what the head sees for unrevealed concepts: "probs" (sigmoid), "logits", or
             "hard" (1[p > 0.5]).
         intervention_format: "binary", "percentile" or "auto" (binary for independent / hard
-            models, percentile otherwise) [notes 6.1].
+            models, percentile otherwise) [DESIGN.md pitfall 1].
     """
 
     def __init__(
@@ -136,7 +141,7 @@ class ConceptBottleneckModel(nn.Module):
         return hard
 
     def tau(self, values: torch.Tensor) -> torch.Tensor:
-        """What the head sees for a revealed concept with answer `values` (0/1) [notes 1.2]."""
+        """What the head sees for a revealed concept with answer `values` (0/1) [DESIGN.md §1.2]."""
         if self.intervention_format == "binary":
             return values
         if not bool(self.percentiles_fitted):
@@ -198,7 +203,7 @@ class ConceptBottleneckModel(nn.Module):
     def calibrate_percentiles(
         self, train_concept_logits: torch.Tensor, low: float = 0.05, high: float = 0.95
     ):
-        """Store per-concept `low`/`high` quantiles of phi(l) on the training split [notes 6.1]."""
+        """Store per-concept `low`/`high` quantiles of phi(l) on the training split [DESIGN.md pitfall 1]."""
         self.check_concepts(train_concept_logits, "calibration logits")
         b = self.phi(train_concept_logits.float())
         self.q_low.copy_(torch.quantile(b, low, dim=0))
@@ -207,7 +212,7 @@ class ConceptBottleneckModel(nn.Module):
         return self
 
     def fit_temperature(self, concept_logits: torch.Tensor, concepts: torch.Tensor, steps: int = 200):
-        """Fit one temperature T on held-out concepts (BCE), used only for the policy's p_hat [notes 6.14]."""
+        """Fit one temperature T on held-out concepts (BCE), used only for the policy's p_hat [DESIGN.md pitfall 14]."""
         self.check_concepts(concept_logits)
         logits, target = concept_logits.detach().float(), concepts.detach().float()
         if target.shape != logits.shape:
@@ -240,7 +245,7 @@ class ConceptBottleneckModel(nn.Module):
 def linear_cbm(
     in_features: int, groups: ConceptGroups, n_classes: int, hidden: int | None = None, **kwargs
 ) -> ConceptBottleneckModel:
-    """A CBM on feature vectors: linear encoder, linear head (ICBM default) or an MLP head [notes 1.1]."""
+    """A CBM on feature vectors: linear encoder, linear head (ICBM default) or an MLP head [DESIGN.md §1.1]."""
     c = groups.n_concepts
     if hidden:
         head: nn.Module = nn.Sequential(
@@ -258,10 +263,10 @@ def linear_cbm(
 def timm_encoder(name: str, n_concepts: int, pretrained: bool = False, **timm_kwargs) -> nn.Module:
     """A timm backbone (global-pooled features) followed by a linear layer to concept logits.
 
-    ICBM uses InceptionV3 + GAP + Dense(n_concepts) [notes 1.1]; ``pretrained=False`` by default
+    ICBM uses InceptionV3 + GAP + Dense(n_concepts) [DESIGN.md §1.1]; ``pretrained=False`` by default
     because nothing is downloaded here.
     """
     import timm
 
     backbone = timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
-    return nn.Sequential(backbone, nn.Linear(backbone.num_features, n_concepts))
+    return nn.Sequential(backbone, nn.Linear(cast(int, backbone.num_features), n_concepts))

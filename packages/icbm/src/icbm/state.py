@@ -2,7 +2,7 @@
 
 Deployable policies see an `InteractionState` and nothing else, so they cannot read unrevealed
 ground-truth concepts, the label, or annotation-visibility flags (the official code leaks the
-latter into its hypothetical interventions; notes 2, quirk 3 and 6.6). `revealed_values` is zeroed
+latter into its hypothetical interventions; DESIGN.md §2, quirk 3 and 6.6). `revealed_values` is zeroed
 wherever `revealed_mask` is False when the state is built, so even a buggy caller cannot smuggle
 ground truth in.
 """
@@ -101,7 +101,7 @@ class InteractionState:
 
     @property
     def available(self) -> torch.Tensor:
-        """(B, K) bool: not asked yet and affordable under the cost budget (notes 6.13)."""
+        """(B, K) bool: not asked yet and affordable under the cost budget (DESIGN.md pitfall 13)."""
         avail = ~self.revealed_groups
         if self.cost_budget is not None:
             avail = avail & (self.spent[:, None] + self.costs[None, :] <= self.cost_budget + 1e-9)

@@ -1,4 +1,4 @@
-"""Training a CBM the three ways of Koh et al. 2020 [notes 1.1].
+"""Training a CBM the three ways of Koh et al. 2020 [DESIGN.md §1.1].
 
 - independent: encoder g with BCE on true concepts; head f on the *true* concepts (0/1).
 - sequential: g first; then f on g's *predicted* bottleneck phi(g(x)) (detached).

@@ -1,4 +1,4 @@
-"""Choosing CooP's weights on the validation split [notes 1.3 defaults, 6.10-6.11].
+"""Choosing CooP's weights on the validation split [DESIGN.md §1.3 defaults, pitfalls 10-11].
 
 Grid search over alpha x beta x gamma; the criterion is the mean validation accuracy over
 k = 1..budget (the area under the curve without the policy-independent k = 0 point). CEM's
@@ -58,6 +58,8 @@ def tune_coop(
                 rows.append({"alpha": a, "beta": b, "gamma": g, "val_score": score})
                 if score > best_score + 1e-12:
                     best, best_score = pol, score
+    if best is None:
+        raise ValueError("tune_coop: the grid is empty (give at least one alpha, beta and gamma)")
     return TuneResult(best, rows)
 
 

@@ -10,10 +10,10 @@ Reads the official release layout::
     root/images/<relative path>
 
 Concept labels default to **class level**, as in Koh et al.'s `class_attr_data_10` pickles that
-ICBM reads [notes 1.2]: on the training split, per class and attribute, the majority vote of the
+ICBM reads [DESIGN.md §1.2]: on the training split, per class and attribute, the majority vote of the
 image labels (a 0 whose certainty is 1 = "not visible" is not counted; ties count as 1), and
 only attributes that are 1 for at least `min_class_count` classes are kept (10 gives Koh's 112).
-Class-level answers make interventions much stronger than instance-level ones [notes 6.8], so
+Class-level answers make interventions much stronger than instance-level ones [DESIGN.md pitfall 8], so
 the choice is an explicit option. Groups are the attribute-name prefixes (28 groups for CUB);
 a group is "multilabel" (several colours may apply). `visible` is False where the annotator said
 "not visible" (certainty 1), which the simulated human answers with "don't know".

@@ -1,4 +1,4 @@
-"""The synthetic "occluded concepts" task of the notes (section 3.2), where interaction pays off.
+"""The synthetic "occluded concepts" task of DESIGN.md §3.2, where interaction pays off.
 
 Binary concepts c ~ Bernoulli(0.5) (a categorical group draws one member uniformly), label
 y = argmax(c^T A + b) with A ~ N(0, 2^2) and the rows of `n_irrelevant` groups zeroed, features
@@ -8,7 +8,7 @@ The encoder cannot see occluded concepts, so which concept to ask differs per in
 the situation in which a dynamic policy (CooP) beats a static order.
 
 ``occlusion="fixed"`` makes occlusion a property of the concept (every third group always
-occluded, notes E3), where a static order can learn what to ask. The human always knows the true
+occluded, DESIGN.md §3.3 E3), where a static order can learn what to ask. The human always knows the true
 concept (occlusion hides it from the *image* only), so ``visible`` is all True and the occlusion
 mask is kept in ``dataset.meta["occluded"]``.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class OccludedConceptsTask:
     n_irrelevant: int = 6
     dims_per_concept: int = 4
     noise: float = 0.6
-    group_spec: Sequence[tuple[str, int]] | None = None
+    group_spec: Sequence[tuple[str, int]] = None  # type: ignore[assignment]  # None = singletons; set in __post_init__
     occlusion: str = "instance"
     costs: Sequence[float] | None = None
     seed: int = 0
@@ -111,6 +112,6 @@ def make_occluded_concepts(n: int, seed: int = 0, **task_kwargs) -> ConceptDatas
 
 def categorical_task(seed: int = 0, **kwargs) -> OccludedConceptsTask:
     """The notes' E2 task: 8 one-hot groups of 4 values (32 concepts), 3 irrelevant groups."""
-    kw = dict(group_spec=[("categorical", 4)] * 8, n_irrelevant=3, seed=seed)
+    kw: dict[str, Any] = dict(group_spec=[("categorical", 4)] * 8, n_irrelevant=3, seed=seed)
     kw.update(kwargs)
     return OccludedConceptsTask(**kw)

@@ -2,7 +2,7 @@
 
 `scores` returns -inf for groups that are not available (already asked, or unaffordable under a
 cost budget), so `select` never re-asks. `select` takes the argmax with a stable tie-break: the
-lowest group index wins (torch.argmax returns the first maximum) [notes 6.12]. A row with nothing
+lowest group index wins (torch.argmax returns the first maximum) [DESIGN.md pitfall 12]. A row with nothing
 available selects -1. Policies that need ground truth (`requires_ground_truth = True`, the oracle)
 receive it through the `truth=` keyword from the evaluator and are refused by the interactive dialogue.
 """

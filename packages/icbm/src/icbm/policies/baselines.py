@@ -1,4 +1,4 @@
-"""Baselines that ignore the instance's uncertainty: random orders and static orders [notes 1.4]."""
+"""Baselines that ignore the instance's uncertainty: random orders and static orders [DESIGN.md §1.4]."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Random(Policy):
     deterministic hash of (seed, the instance's concept logits, group), so it is the same whatever
     batch the instance is in (batch invariance) and fixed across steps (a random permutation).
     per_instance=False ("global_random"): one random order for the whole split.
-    Average results over several seeds; never report the max (Koh's tti.py does) [notes 6.9].
+    Average results over several seeds; never report the max (Koh's tti.py does) [DESIGN.md pitfall 9].
     """
 
     def __init__(self, seed: int = 0, per_instance: bool = True):
@@ -69,7 +69,7 @@ class StaticGreedy(StaticOrder):
 
     Step t adds the group whose true reveal (on top of the groups chosen so far, for every
     validation instance) maximises validation accuracy, ties broken by mean true-class log
-    probability, then by lowest index. Fit on validation, never on test [notes 6.10].
+    probability, then by lowest index. Fit on validation, never on test [DESIGN.md pitfall 10].
     """
 
     name = "static-greedy"
@@ -103,6 +103,8 @@ class StaticGreedy(StaticOrder):
                 key = (acc, ll)
                 if best_key is None or key > best_key:
                     best, best_key = g, key
+            if best is None:
+                raise ValueError("StaticGreedy.fit: no group left to order")
             order.append(best)
             mask = mask | (member[best][None] & vis)
         return cls(order)

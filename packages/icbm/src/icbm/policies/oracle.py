@@ -2,7 +2,7 @@
 
 Per instance it asks the group whose *true* answer maximises the probability of the *true*
 label. It reads ground truth by design (`requires_ground_truth = True`), so the evaluator passes
-`truth=(concepts, labels, visible)` and the interactive dialogue refuses it [notes 1.4, 6.6].
+`truth=(concepts, labels, visible)` and the interactive dialogue refuses it [DESIGN.md §1.4, pitfall 6].
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Uncertainty, influence, CooP and expected information gain [notes 1.3, 1.4].
+"""Uncertainty, influence, CooP and expected information gain [DESIGN.md §1.3, §1.4].
 
 CooP (the paper's policy) scores each unrevealed group k by
 
@@ -7,7 +7,7 @@ CooP (the paper's policy) scores each unrevealed group k by
 U_k = sum_{j in G_k} H_b(p_j) (concept entropy; `group_reduce="mean"` averages instead), and
 I_k = sum_v w_kv * |pi^{k,v}_yhat - pi_yhat|, the expected absolute change of the probability of
 the *currently predicted* class yhat when group k is revealed as v, with weights p_hat for v=1 and
-1 - p_hat for v=0 (official `label_confidence_change`; notes 6.2-6.3 fix Koh's swapped weights and
+1 - p_hat for v=0 (official `label_confidence_change`; DESIGN.md pitfalls 2-3 fix Koh's swapped weights and
 CEM's |E[d]|). alpha = 1 in the official code.
 """
 
@@ -101,7 +101,7 @@ class Influence(_CandidatePolicy):
     metric: "confidence_change" (|pi^v_yhat - pi_yhat|, official), "entropy_change"
     (H(pi) - H(pi^v), a reduction), "kl" (KL(pi^v || pi)), "sym_kl".
     reduction: "expected_abs" = E_v[|d|] (official), "abs_expected" = |E_v[d]| per outcome
-    family (CEM's variant, notes 6.3), "expected" = E_v[d] (signed).
+    family (CEM's variant, DESIGN.md pitfall 3), "expected" = E_v[d] (signed).
     """
 
     name = "influence"
@@ -147,9 +147,9 @@ class Influence(_CandidatePolicy):
 
 
 class CooP(Policy):
-    """Cooperative prediction: S_k = alpha * U_k + beta * I_k - gamma * cost_k [notes 1.3].
+    """Cooperative prediction: S_k = alpha * U_k + beta * I_k - gamma * cost_k [DESIGN.md §1.3].
 
-    The defaults are the notes' resolution: concept entropy (summed) + label confidence change
+    The defaults are DESIGN.md's resolution: concept entropy (summed) + label confidence change
     with E[|d|], beta = 10, gamma = 0 (tune them on validation with `icbm.tune_coop`).
     """
 
@@ -193,7 +193,7 @@ Interactive = CooP
 
 class ExpectedInformationGain(_CandidatePolicy):
     """EDDI-style mutual information I(Y; C_k | revealed) = sum_v p(v) KL(pi^{k,v} || pi_bar) with
-    pi_bar = sum_v p(v) pi^{k,v}, p(v) from the encoder (no generative imputer needed) [notes 1.4].
+    pi_bar = sum_v p(v) pi^{k,v}, p(v) from the encoder (no generative imputer needed) [DESIGN.md §1.4].
     For v2 groups the per-member informations are summed."""
 
     name = "eig"
