@@ -39,7 +39,7 @@ def mha_reference(x, wq, wk, wv, wo, H, Hkv, causal=True, rope=False):
 
 
 # --------------------------------------------------------------------------------------------------
-# An independent IHA oracle, written from the paper (§4) and the design notes (§1.2), in numpy float64
+# An independent IHA oracle, written from the paper (§4) and DESIGN.md §1.2, in numpy float64
 # with explicit loops. It shares no code with iha_attn: its own mixing, interleaving order, RoPE
 # (pairs (i, i + d/2) rotated by pos·θ^(−2i/d)), masks and collapse.
 

@@ -1,4 +1,4 @@
-"""All backends agree (notes §3.3 test 10); the Triton kernels run under TRITON_INTERPRET=1 on CPU."""
+"""All backends agree (DESIGN.md §3.3 test 10); the Triton kernels run under TRITON_INTERPRET=1 on CPU."""
 
 import math
 

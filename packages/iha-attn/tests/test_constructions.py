@@ -1,4 +1,4 @@
-"""The paper's constructions solve their tasks exactly (notes §3.3 tests 2, 3, 9)."""
+"""The paper's constructions solve their tasks exactly (DESIGN.md §3.3 tests 2, 3, 9)."""
 
 import pytest
 import torch
@@ -55,7 +55,7 @@ def _witness(x, wq, wk, wv, v_sign):
 
 def test_paper_plus_identity_witness_is_linear():
     # App. B.1 as written (α^V_2 = +I): the query sees (k, v) and (−k, +v) equally often, so the softmax
-    # weights sum to 1 over copies of v and the output is exactly v = x W_V: linear in x (notes §6.14).
+    # weights sum to 1 over copies of v and the output is exactly v = x W_V: linear in x (DESIGN.md pitfall 14).
     # With α^V_2 = −I the same layer gives tanh(⟨q,k⟩)·v, which is not.
     g = torch.Generator().manual_seed(3)
     x = torch.randn(3, dtype=torch.float64, generator=g)

@@ -1,4 +1,4 @@
-"""MHA inclusion, P = 1 fold, not-H·P-heads, symmetry breaking (notes §3.3 tests 1, 4, 5, 8)."""
+"""MHA inclusion, P = 1 fold, not-H·P-heads, symmetry breaking (DESIGN.md §3.3 tests 1, 4, 5, 8)."""
 
 import pytest
 import torch
@@ -99,5 +99,5 @@ def _pseudo_grads(init, std):
 def test_default_init_breaks_symmetry():
     g = _pseudo_grads("identity_noise", 0.02)
     assert (g[..., 0] - g[..., 1]).abs().max() > 1e-6 * g.abs().max()
-    g_sym = _pseudo_grads("mha_exact", 0.0)  # the fixed point the noise avoids (notes §6.4)
+    g_sym = _pseudo_grads("mha_exact", 0.0)  # the fixed point the noise avoids (DESIGN.md pitfall 4)
     torch.testing.assert_close(g_sym[..., 0], g_sym[..., 1])

@@ -1,4 +1,4 @@
-"""transformers patch (notes §3.3 test 11): exact retrofit, cached == uncached, real-token cache length."""
+"""transformers patch (DESIGN.md §3.3 test 11): exact retrofit, cached == uncached, real-token cache length."""
 
 import pytest
 import torch
@@ -7,6 +7,34 @@ from iha_attn.hf import iha_layer_schedule, iha_param_groups, patch_model_with_i
 from paperworks_shared.models import tiny_causal_lm
 
 ARCHS = ["llama", "llama-gqa", "mistral", "qwen2", "qwen3"]
+
+
+def _accepts_cache_kw(model) -> bool:
+    import inspect
+
+    return "cache" in inspect.signature(model.forward).parameters
+
+
+def _cache_kw(model, cache) -> dict:
+    """Pass a transformers cache as `cache=` where the installed transformers takes it (issue 20.2; newer
+    versions deprecate `past_key_values=`), else as `past_key_values=`."""
+    return {"cache": cache} if _accepts_cache_kw(model) else {"past_key_values": cache}
+
+
+def test_cache_keyword_matches_past_key_values():
+    from transformers import DynamicCache
+
+    model = tiny_causal_lm("llama", seed=1)
+    patch_model_with_iha(model, P=2, init="identity_noise", init_std=0.3)
+    if not _accepts_cache_kw(model):
+        pytest.skip("the installed transformers has no cache= argument (past_key_values= only)")
+    ids = torch.randint(0, 256, (1, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = model(ids[:, :4], past_key_values=DynamicCache(config=model.config), use_cache=True)
+        b = model(ids[:, :4], cache=DynamicCache(config=model.config), use_cache=True)
+        a2 = model(ids[:, 4:], past_key_values=a.past_key_values, use_cache=True).logits
+        b2 = model(ids[:, 4:], cache=b.past_key_values, use_cache=True).logits
+    torch.testing.assert_close(a2, b2)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -35,10 +63,10 @@ def test_cached_decoding_equals_full_forward(arch, rope, mask):
     with torch.no_grad():
         full = model(ids).logits
         cache = DynamicCache(config=model.config)
-        out = model(ids[:, :5], past_key_values=cache, use_cache=True)
+        out = model(ids[:, :5], **_cache_kw(model, cache), use_cache=True)
         steps = [out.logits]
         for t in range(5, 9):
-            out = model(ids[:, t : t + 1], past_key_values=out.past_key_values, use_cache=True)
+            out = model(ids[:, t : t + 1], **_cache_kw(model, out.past_key_values), use_cache=True)
             steps.append(out.logits)
             assert out.past_key_values.get_seq_length() == t + 1  # real tokens
         k = out.past_key_values.layers[0].keys

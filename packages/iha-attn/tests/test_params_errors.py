@@ -1,4 +1,4 @@
-"""Exact parameter counts (notes §1.4) and clear errors for bad input (issue deliverable 6)."""
+"""Exact parameter counts (DESIGN.md §1.4) and clear errors for bad input (issue deliverable 6)."""
 
 import pytest
 import torch

@@ -53,14 +53,47 @@ def test_cli(tmp_path, capsys):
     assert main(["construct"]) == 0
     out = capsys.readouterr().out
     assert "polynomial filter H=P=3" in out and "CPM-3" in out
-    path = tmp_path / "r.json"
-    assert train_main(["--task", "polyfilter", "--steps", "3", "--out", str(path)]) == 0
-    data = json.loads(path.read_text())
-    assert data["runs"][0]["P"] == 2 and data["runs"][0]["params"] > 0
-    for task, attn in (("relcomp2", "iha"), ("multikey", "hybrid")):
-        assert main(["train", "--task", task, "--attn", attn, "--steps", "2"]) == 0
+    # the old `iha-train --task ...` command line still works (alias of iha-attn, option-first -> train)
+    assert train_main(["--task", "polyfilter", "--steps", "3", "--out", str(tmp_path), "--no-progress"]) == 0
+    data = json.loads((tmp_path / "polyfilter-iha.json").read_text())  # --out is a directory
+    assert data["runs"][0]["P"] == 2 and data["runs"][0]["params"] > 0 and data["device"] == "cpu"
+    assert [r["seed"] for r in data["runs"]] == [0]
+    assert main(["train", "--steps", "2", "--seed", "7", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert [r["seed"] for r in json.loads((tmp_path / "polyfilter-iha.json").read_text())["runs"]] == [7]
+    assert main(["train", "--steps", "2", "--seeds", "2", "--out", str(tmp_path), "--threads", "1"]) == 0
+    assert [r["seed"] for r in json.loads((tmp_path / "polyfilter-iha.json").read_text())["runs"]] == [0, 1]
+    for task, attn in (("relcomp2", "iha"), ("multikey", "hybrid"), ("multikey", "global_local")):
+        assert main(["train", "--task", task, "--attn", attn, "--steps", "2", "--no-progress"]) == 0
         assert "accuracy=" in capsys.readouterr().out
     assert main(["train", "--task", "nope"]) == 2
+
+
+def test_cli_one_program_same_help(capsys):
+    """iha-train is an alias of iha-attn: the same help, with train and bench subcommands."""
+    helps = []
+    for fn in (main, train_main):
+        assert fn(["--help"]) == 0
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1] and helps[0].startswith("usage: iha-attn")
+    for cmd in ("train", "construct", "flops", "patch-check", "bench"):
+        assert cmd in helps[0]
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for opt in ("--device", "--threads", "--no-progress", "--seeds", "--seed", "--out DIR"):
+        assert opt in text
+
+
+def test_cli_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from iha_attn.cli import main\n"
+        "assert main(['--help']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
 
 
 BAD_INPUTS = [  # (script, argv, words the one-line error must contain)
@@ -84,6 +117,14 @@ BAD_INPUTS = [  # (script, argv, words the one-line error must contain)
     ("iha-attn", ["patch-check", "--arch", "gpt2"], "--arch: 'gpt2'"),
     ("iha-attn", ["patch-check", "--layers", "bogus"], "--layers 'bogus'"),
     ("iha-attn", ["patch-check", "--layers", "schedule:0:1"], "selects no layer"),
+    ("iha-attn", ["train", "--device", "tpu"], "--device: 'tpu'"),
+    ("iha-attn", ["train", "--device", "cuda:x"], "--device: 'cuda:x'"),
+    ("iha-attn", ["train", "--threads", "0"], "--threads"),
+    ("iha-attn", ["train", "--seed", "-1"], "--seed: -1 is out of range"),
+    ("iha-attn", ["train", "--seed", "1", "--seeds", "2"], "not allowed with argument"),
+    ("iha-attn", ["patch-check", "--device", "gpu"], "--device: 'gpu'"),
+    ("iha-attn", ["bench", "--scale", "huge"], "--scale"),
+    ("iha-attn", [], "required: cmd"),
     ("iha-train", ["--P", "0"], "--P: 0 is out of range"),
     ("iha-train", ["--steps", "0"], "--steps: 0 is out of range"),
     ("iha-train", ["--task", "polyfilter", "--k", "0"], "--k: 0 is out of range"),
@@ -96,13 +137,14 @@ def test_cli_bad_input_table(script, argv, words, capsys):
     assert fn(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
-    assert err[-1].startswith(script) and "error:" in err[-1] and words in err[-1], err[-1]
+    # iha-train is an alias of the same program: its messages carry the program name iha-attn
+    assert err[-1].startswith("iha-attn") and "error:" in err[-1] and words in err[-1], err[-1]
 
 
 def test_cli_unwritable_out_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    out = blocker / "r.json"  # its folder is a regular file
+    out = blocker / "results"  # its parent is a regular file
     for fn, argv in ((main, ["train"]), (train_main, [])):
         # 10 million steps would run for hours: exit 2 now proves --out is checked before any work
         assert fn([*argv, "--steps", "10000000", "--out", str(out)]) == 2

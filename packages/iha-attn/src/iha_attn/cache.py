@@ -1,4 +1,4 @@
-"""`IHAKVCache`: an MHA-sized KV cache for the standalone module (notes §6.8, option (a)).
+"""`IHAKVCache`: an MHA-sized KV cache for the standalone module (DESIGN.md pitfall 8, option (a)).
 
 It keeps the *original* per-head K/V (H_kv·d per token, not P×) plus their positions; the attention
 re-mixes them on the fly every step, so ``get_seq_length()`` counts real tokens, never N·P.

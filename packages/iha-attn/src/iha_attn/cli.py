@@ -1,8 +1,10 @@
-"""Console scripts: ``iha-attn`` (subcommands) and ``iha-train`` (= ``iha-attn train``).
+"""Console script ``iha-attn`` (subcommands train, construct, flops, patch-check, bench).
 
-Both follow the paperworks CLI convention (`paperworks_shared.cli`): every argument is range-checked at
-parse time and ``--out`` is proved writable before any training, user mistakes are one line on stderr
-with exit code 2, ``--debug`` shows tracebacks. Results are written atomically.
+``iha-train`` is an alias of the same program (same help); for old command lines it reads arguments
+that start with an option as ``iha-attn train ...``. The paperworks CLI convention
+(`paperworks_shared.cli`): every argument is range-checked at parse time and ``--out`` (a directory) is
+proved writable before any training, user mistakes are one line on stderr with exit code 2, ``--debug``
+shows tracebacks. Results are written atomically.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import sys
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
-    check_out_file,
+    add_runtime_args,
+    apply_runtime_args,
+    check_out_dir,
     choice_of,
     int_range,
     nonneg_int,
@@ -26,6 +31,13 @@ MAX_P = 64  # pseudo-heads per head; the attention cost grows as P², so larger 
 MAX_HEADS = 64
 MAX_STEPS = 10_000_000
 TINY_D_MODEL = 64  # width of the synthetic-task LMs (multikey, relcomp)
+SUBCOMMANDS = ("train", "construct", "flops", "patch-check", "bench")
+ATTN_ARMS = ("mha", "iha", "hybrid", "global-local")
+
+
+def _attn_arm(text: str) -> str:
+    """--attn value; the old spelling ``global_local`` is read as ``global-local`` (kebab-case names)."""
+    return choice_of(ATTN_ARMS)(text.replace("_", "-"))
 
 
 def _check_train_args(args) -> None:
@@ -50,20 +62,32 @@ def _check_train_args(args) -> None:
     if args.task.startswith("relcomp"):
         require(args.m >= 2, f"--m {args.m}: a relation needs m >= 2")
     if args.out:
-        check_out_file(args.out)
+        check_out_dir(args.out)
+
+
+def _out_name(args) -> str:
+    """The file ``train`` writes inside ``--out``: ``<task>-<attn>.json`` (kebab-case experiment name)."""
+    return f"{args.task}-{args.attn}.json"
 
 
 def _train(args) -> dict:
+    from pathlib import Path
+
     from paperworks_shared.files import atomic_write_json
 
     from .tasks import MultiKeySpec
     from .train import train_multikey, train_polyfilter, train_relcomp
 
+    device = apply_runtime_args(args)
+    progress = not args.no_progress
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
     results = []
-    for seed in range(args.seeds):
+    for seed in seeds:
         if args.task == "polyfilter":
             P = 1 if args.attn == "mha" else args.P
-            r = train_polyfilter(args.heads, P, k=args.k, steps=args.steps, seed=seed, progress=True)
+            r = train_polyfilter(
+                args.heads, P, k=args.k, steps=args.steps, seed=seed, progress=progress, device=device
+            )
         elif args.task == "multikey":
             spec = MultiKeySpec(n_records=args.records, n_keys=args.keys, n_values=args.values)
             W = args.window or max(1, spec.seq_len // (2 * args.P * args.P))
@@ -71,7 +95,7 @@ def _train(args) -> dict:
                 "mha": [(1, None), (1, None)],
                 "iha": [(args.P, None), (args.P, None)],
                 "hybrid": [(args.P, W), (1, None)],
-                "global_local": [(1, W), (1, None)],
+                "global-local": [(1, W), (1, None)],
             }[args.attn]
             r = train_multikey(
                 layers,
@@ -79,8 +103,9 @@ def _train(args) -> dict:
                 heads=args.heads,
                 steps=args.steps,
                 seed=seed,
-                progress=True,
+                progress=progress,
                 name=args.attn,
+                device=device,
             )
         else:
             P = 1 if args.attn == "mha" else args.P
@@ -90,31 +115,42 @@ def _train(args) -> dict:
                 hops=3 if args.task == "relcomp3" else 2,
                 steps=args.steps,
                 seed=seed,
-                progress=True,
+                progress=progress,
+                device=device,
             )
         r["seed"] = seed
         results.append(r)
         metric = "test_mse" if args.task == "polyfilter" else "accuracy"
         print(f"seed {seed}: {metric}={r[metric]:.5f} params={r['params']} ({r['seconds']:.1f}s)")
-    out = {"args": {k: v for k, v in vars(args).items() if k != "debug"}, "runs": results}
+    skip = ("debug", "func", "bench_package")
+    out = {
+        "args": {k: v for k, v in vars(args).items() if k not in skip},
+        "device": str(device),
+        "runs": results,
+    }
     if args.out:
+        path = Path(args.out) / _out_name(args)
         try:
-            atomic_write_json(args.out, out)  # temp file + rename: never a half-written result
+            atomic_write_json(path, out)  # temp file + rename: never a half-written result
         except ValueError as e:  # strict JSON refuses NaN/inf, e.g. a diverged loss
-            raise UserError(f"results not written to {args.out}: {e}") from None
-        print(f"wrote {args.out}")
+            raise UserError(f"results not written to {path}: {e}") from None
+        print(f"wrote {path}")
     return out
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", type=choice_of(["polyfilter", "multikey", "relcomp2", "relcomp3"]), default="polyfilter",
                    help="polyfilter, multikey, relcomp2 or relcomp3")  # fmt: skip
-    p.add_argument("--attn", type=choice_of(["mha", "iha", "hybrid", "global_local"]), default="iha",
-                   help="mha = P=1; iha = P pseudo-heads everywhere; hybrid/global_local (multikey): local layer + global MHA")  # fmt: skip
+    p.add_argument("--attn", type=_attn_arm, default="iha",
+                   help="mha = P=1; iha = P pseudo-heads everywhere; hybrid/global-local (multikey): local layer + global MHA")  # fmt: skip
     p.add_argument("--heads", type=int_range(1, MAX_HEADS), default=2, help="attention heads H")
     p.add_argument("--P", type=int_range(1, MAX_P), default=2, help=f"pseudo-heads per head (1..{MAX_P})")
     p.add_argument("--steps", type=int_range(1, MAX_STEPS), default=1000)
-    p.add_argument("--seeds", type=int_range(1, 1000), default=1)
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds", type=int_range(1, 1000), default=1, help="number of seeds: runs seeds 0..N-1"
+    )
+    seeds.add_argument("--seed", type=nonneg_int, default=None, help="one run with this seed")
     p.add_argument("--k", type=int_range(1, 64), default=4, help="polyfilter: number of powers A^0..A^(k-1)")
     p.add_argument("--m", type=int_range(2, 16), default=5, help="relcomp: relation size m (sequence m^2)")
     p.add_argument("--records", type=int_range(1, 4096), default=6, help="multikey: records per sequence")
@@ -122,7 +158,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--values", type=int_range(1, 65536), default=12, help="multikey: value-token vocabulary")
     p.add_argument("--window", type=positive_int, default=None,
                    help="multikey: local window in tokens (default N/(2P^2))")  # fmt: skip
-    p.add_argument("--out", default=None, help="write a JSON with metrics, loss curves, parameter counts")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="directory; writes <task>-<attn>.json (metrics, loss curves, parameter counts)")  # fmt: skip
+    add_runtime_args(p)
     add_debug_flag(p)
 
 
@@ -172,8 +210,9 @@ def _patch_check(args) -> None:
 
     from .hf import patch_model_with_iha
 
-    model = tiny_causal_lm(args.arch)
-    ids = torch.randint(0, 256, (1, 16))
+    device = apply_runtime_args(args)
+    model = tiny_causal_lm(args.arch).to(device)
+    ids = torch.randint(0, 256, (1, 16), device=device)
     with torch.no_grad():
         ref = model(ids).logits
         try:
@@ -209,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pc.add_argument("--P", type=int_range(1, MAX_P), default=2)
     pc.add_argument("--layers", default="all", help="'all' or 'schedule:<local>:<global>'")
+    add_runtime_args(pc, progress=False)
     add_debug_flag(pc)
+    b = add_bench_command(sub, "iha-attn")
+    add_debug_flag(b)
     add_debug_flag(ap)
     return ap
 
@@ -227,28 +269,29 @@ def _main(argv: list[str]) -> int:
             args.layers == "all" or re.fullmatch(r"schedule:\d+:[1-9]\d*", args.layers) is not None,
             f"--layers {args.layers!r}: use 'all' or 'schedule:<local>:<global>' (global >= 1)",
         )
+    elif args.cmd == "bench":
+        return int(args.func(args) or 0)
     {"train": _train, "construct": _construct, "flops": _flops, "patch-check": _patch_check}[args.cmd](args)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``iha-attn``: the package's one console script."""
     return run_cli(_main, argv, prog="iha-attn")
 
 
-def _train_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(
-        prog="iha-train", description="Train IHA/MHA on the paper's synthetic tasks."
-    )
-    _add_train_args(ap)
-    args = ap.parse_args(argv)
-    _check_train_args(args)
-    _train(args)
-    return 0
+def _legacy_train_argv(argv: list[str]) -> list[str]:
+    """``iha-train --task ...`` (the old separate program) means ``iha-attn train --task ...``."""
+    first = next((a for a in argv if a != "--debug"), None)
+    if first is not None and first not in SUBCOMMANDS and first not in ("-h", "--help"):
+        return ["train", *argv]
+    return argv
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    """``iha-train``: the ``train`` subcommand as its own script."""
-    return run_cli(_train_main, argv, prog="iha-train")
+    """``iha-train``: an alias of ``iha-attn`` (same program, same help); option-first argv runs ``train``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_cli(_main, _legacy_train_argv(args), prog="iha-attn")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`IHAConfig`: every choice the paper leaves open, validated up front (design notes §1.4, §6, §7)."""
+"""`IHAConfig`: every choice the paper leaves open, validated up front (DESIGN.md §1.4, §6, §7)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class IHAConfig:
       W·P virtual keys (flat) or the last W tokens' keys (token-causal); the paper's local layers use
       W = N/(2P²) (App. C).
     * ``init``: ``"identity_noise"`` (α = identity + N(0, init_std), R averages each head's own pseudos;
-      the noise breaks the symmetric fixed point, notes §6.4), ``"mha_exact"`` (layer == MHA; requires
+      the noise breaks the symmetric fixed point, DESIGN.md pitfall 4), ``"mha_exact"`` (layer == MHA; requires
       rope_mode != virtual) or ``"normal"``.
     * ``out_features``: width of W_O's output (default ``hidden_size``; the synthetic tasks read out
       wider or narrower than the input).
@@ -93,12 +93,12 @@ class IHAConfig:
         _choice("init", self.init, INITS)
         _choice("backend", self.backend, BACKENDS)
         _choice("softmax", self.softmax, SOFTMAXES)
-        if self.rope_mode != "none" and self.head_dim % 2:
+        if self.rope_mode != "none" and self.head_dim % 2:  # head_dim is set above
             raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
         if self.init == "mha_exact" and self.rope_mode == "virtual" and self.num_pseudo_heads > 1:
             raise ValueError(
                 "init='mha_exact' cannot be exact with rope_mode='virtual' (virtual positions n·P+p change "
-                "the RoPE phases, notes §6.3); use rope_mode='token' or 'none'"
+                "the RoPE phases, DESIGN.md pitfall 3); use rope_mode='token' or 'none'"
             )
         if self.softmax == "linear" and self.backend != "eager":
             raise ValueError(f"softmax='linear' (theory tests) needs backend='eager', not {self.backend!r}")
@@ -107,9 +107,17 @@ class IHAConfig:
     def P(self) -> int:  # noqa: N802 - the paper's symbol
         return self.num_pseudo_heads
 
+    def dims(self) -> tuple[int, int, int, int, int]:
+        """Resolved ``(num_heads, num_kv_heads, head_dim, v_head_dim, out_features)`` (no ``None`` left)."""
+        hkv, d, dv, out = self.num_kv_heads, self.head_dim, self.v_head_dim, self.out_features
+        if hkv is None or d is None or dv is None or out is None:  # only before __post_init__ ran
+            raise ValueError("IHAConfig dimensions are not resolved")
+        return self.num_heads, hkv, d, dv, out
+
     def extra_param_count(self) -> int:
         """Parameters IHA adds to MHA: 3·H²·P mixing (Q, K, V; KV mixing within Hkv for GQA) + R."""
-        h, hkv, p = self.num_heads, self.num_kv_heads, self.num_pseudo_heads
+        h, hkv, _, _, _ = self.dims()
+        p = self.num_pseudo_heads
         mix = h * h * p + (hkv * hkv * p) * (2 if self.mix_v else 1)
         r = h * h * p if self.collapse == "global" else h * p
         return mix + r

@@ -106,7 +106,7 @@ def cpm3_workspace_target(x: torch.Tensor, n_shifts: int) -> torch.Tensor:
 
 
 def tanh_witness(x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor) -> torch.Tensor:
-    """App. B.1 witness (corrected, notes §6.14): H = 1, P = 2 on a repeated-token input X = 1xᵀ.
+    """App. B.1 witness (corrected, DESIGN.md pitfall 14): H = 1, P = 2 on a repeated-token input X = 1xᵀ.
 
     Pseudo 2 has α^K = α^V = −I (the appendix writes +I for V, which makes the output linear).
     Query (n, 1) then sees N copies of (k, v) and N of (−k, −v): output = tanh(⟨q,k⟩)·v, which no MHA

@@ -1,4 +1,4 @@
-"""Analytic forward FLOP model per layer (design notes §5.1)."""
+"""Analytic forward FLOP model per layer (DESIGN.md §5.1)."""
 
 from __future__ import annotations
 

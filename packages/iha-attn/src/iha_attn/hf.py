@@ -4,7 +4,7 @@
 to a registered attention function. That function receives the layer's q/k/v *after* token-position
 RoPE and *after* the cache update, so the ``DynamicCache`` keeps original-size K/V (P× less memory)
 and mixing happens on the fly: cached generation equals an uncached forward and
-``get_seq_length()`` stays in real tokens (notes §6.8 option (a)).
+``get_seq_length()`` stays in real tokens (DESIGN.md pitfall 8 option (a)).
 
 ``rope_mode="virtual"`` rotates the mixed q̃/k̃ further by n·(P−1)+p, landing them at n·P+p (rotation
 and mixing commute at one position). Query positions come from ``position_ids``; key positions are
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from .functional import iha_attention
+from .functional import iha_attention, iha_decode_attention
 from .mixing import IHAMixing
 from .rope import cos_sin
 
@@ -60,12 +61,38 @@ def iha_attention_forward(
         return sdpa_attention_forward(
             module, query, key, value, mask, dropout=dropout, scaling=scaling, **kwargs
         )
-    cfg = module.iha_cfg
+    cfg: dict[str, Any] = getattr(module, "iha_cfg")  # noqa: B009 - set by patch_model_with_iha
     n_q, n_kv, P = query.shape[2], key.shape[2], mix.P
-    rope_q = rope_k = None
-    if cfg["rope_mode"] == "virtual":
-        rope_q, rope_k = _virtual_rope_offsets(mix.inv_freq, n_q, n_kv, P, query.device)
     token_mask = _token_mask_from_hf(attention_mask, n_q, n_kv)
+    virt = cfg["rope_mode"] == "virtual"
+    freqs: torch.Tensor | None = getattr(mix, "inv_freq") if virt else None  # noqa: B009 - patch buffer
+    if n_q == 1 and not (module.training and dropout):
+        # decode (generate): the new token's P pseudo-queries against the ordinary-size cache; the Triton
+        # decode kernel when backend="triton" and it can run here, else the torch decode path. Neither
+        # builds P-fold pseudo-K/V of the cache (issue 21.4, DESIGN.md §5.3).
+        ar = torch.arange(n_kv, device=query.device)
+        out = iha_decode_attention(
+            query,
+            key,
+            value,
+            mix.alpha_q,
+            mix.alpha_k,
+            mix.alpha_v,
+            mix.R,
+            collapse_mode=mix.collapse,
+            mask_mode=cfg["mask_mode"],
+            window=cfg["window"],
+            scale=scaling,
+            token_mask=token_mask,
+            freqs=freqs,
+            q_pos=(ar[-1:] * (P - 1))[None] if virt else None,
+            k_base=(ar * (P - 1))[None] if virt else None,
+            use_kernel=None if cfg["backend"] == "triton" else False,
+        )
+        return out, None
+    rope_q = rope_k = None
+    if freqs is not None:
+        rope_q, rope_k = _virtual_rope_offsets(freqs, n_q, n_kv, P, query.device)
     if cfg["backend"] == "triton" and token_mask is not None:
         # the kernel builds the causal pattern itself; only a plain (bottom-right) causal mask may be dropped
         causal = torch.ones(n_q, n_kv, dtype=torch.bool, device=query.device).tril(n_kv - n_q)
@@ -149,7 +176,7 @@ def iha_layer_schedule(n_layers: int, local: int = 4, global_: int = 1) -> list[
     return kinds
 
 
-def _parse_layers(layers, n_layers: int) -> dict[int, bool]:  # noqa: C901
+def _parse_layers(layers: Any, n_layers: int) -> dict[int, bool]:  # noqa: C901
     """-> {layer index: is_local}."""
     if isinstance(layers, str):
         if layers == "all":
@@ -180,7 +207,7 @@ def _parse_layers(layers, n_layers: int) -> dict[int, bool]:  # noqa: C901
 
 def patch_model_with_iha(
     model: nn.Module,
-    layers: str | Sequence[int] = "all",
+    layers: str | Sequence[int] | dict[int, bool] = "all",
     P: int = 2,
     *,
     collapse: str = "global",
@@ -211,7 +238,7 @@ def patch_model_with_iha(
         )
     if mask_mode == "none":
         raise ValueError("mask_mode='none' is bidirectional and cannot be used inside a causal LM")
-    cfg = model.config
+    cfg: Any = model.config  # a transformers PretrainedConfig
     n_layers = cfg.num_hidden_layers
     H, Hkv = cfg.num_attention_heads, cfg.num_key_value_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
@@ -245,7 +272,8 @@ def patch_model_with_iha(
         if seq_len is None:
             raise ValueError("a schedule needs local_window (tokens) or seq_len to derive W = N/(2P²)")
         local_window = max(1, seq_len // (2 * P * P))
-    base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    m: Any = model
+    base: Any = m.get_decoder() if hasattr(m, "get_decoder") else m.model
     already = [
         i for i, layer in enumerate(base.layers) if getattr(layer.self_attn, "iha_mixing", None) is not None
     ]
@@ -254,7 +282,7 @@ def patch_model_with_iha(
             f"this model is already patched with IHA (layers {already}); patching again would replace its "
             "trained mixing. Load a fresh model, or use iha_attn.from_pretrained for a saved IHA model"
         )
-    rotary = getattr(base, "rotary_emb", None)
+    rotary: Any = getattr(base, "rotary_emb", None)
     if rope_mode == "virtual" and rotary is None:
         raise ValueError("rope_mode='virtual' needs the model's rotary embedding (model.model.rotary_emb)")
     if rope_mode == "virtual" and getattr(rotary, "rope_type", "default") != "default":
@@ -294,14 +322,14 @@ def patch_model_with_iha(
     }
     register_iha_attention(name)
     try:
-        model.set_attn_implementation(name)
+        m.set_attn_implementation(name)
     except (ValueError, AttributeError, KeyError):
         cfg._attn_implementation = name
     return mixes
 
 
 def iha_param_groups(model: nn.Module, lr: float, weight_decay: float = 0.1, mix_lr: float | None = None):
-    """Optimizer groups: the model's weights, and IHA's α/R (fp32, no weight decay; notes §6.12)."""
+    """Optimizer groups: the model's weights, and IHA's α/R (fp32, no weight decay; DESIGN.md pitfall 12)."""
     mix_ids = {id(p) for m in model.modules() if isinstance(m, IHAMixing) for p in m.parameters()}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in mix_ids]
     mixp = [p for p in model.parameters() if id(p) in mix_ids]

@@ -1,4 +1,4 @@
-"""Masks over the N·P virtual sequence (notes §1.2, §6.7, §6.11).
+"""Masks over the N·P virtual sequence (DESIGN.md §1.2, §6.7, §6.11).
 
 Virtual index t = n·P + p (token-major). Queries are the *last* Nq tokens of the S keys' tokens
 (bottom-right alignment, which decoding with q_len = P per token needs; SDPA's ``is_causal`` is

@@ -1,4 +1,4 @@
-"""`IHAMixing`: the parameters IHA adds to a layer (α^Q, α^K, α^V, R), kept in fp32 (notes §6.12)."""
+"""`IHAMixing`: the parameters IHA adds to a layer (α^Q, α^K, α^V, R), kept in fp32 (DESIGN.md pitfall 12)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def keep_fp32_apply(module: nn.Module, fn, recurse: bool, names=None):
 class IHAMixing(nn.Module):
     """Mixing tensors α ∈ R^{Hs×Hs×P} indexed [source m, target h, pseudo p] and the collapse R.
 
-    GQA (notes §1.7): α^Q mixes within the H query heads, α^K/α^V within the Hkv KV heads.
+    GQA (DESIGN.md §1.7): α^Q mixes within the H query heads, α^K/α^V within the Hkv KV heads.
     ``R`` is ``[H, H·P]`` (global, paper §4.1) or ``[H, P]`` (per-head).
     Parameters stay fp32 and are cast at use; give them their own optimizer group without weight decay
     (`iha_param_groups`).

@@ -1,6 +1,6 @@
 """Small models for the synthetic tasks, each built from `InterleavedHeadAttention` layers.
 
-An "MHA" arm is the same layer with P = 1 and frozen identity mixing (exactly MHA, notes §6.5), so
+An "MHA" arm is the same layer with P = 1 and frozen identity mixing (exactly MHA, DESIGN.md pitfall 5), so
 arms differ only in what IHA adds.
 """
 
@@ -27,7 +27,7 @@ def make_attention(P: int, freeze_p1: bool = True, **cfg) -> InterleavedHeadAtte
 
 
 class PolyFilterModel(nn.Module):
-    """One linear-attention layer, no mask, no RoPE, read out by W_O (notes §3.2 A)."""
+    """One linear-attention layer, no mask, no RoPE, read out by W_O (DESIGN.md §3.2 A)."""
 
     def __init__(self, task: PolyFilterTask, heads: int, P: int, init: str = "identity_noise"):
         super().__init__()
@@ -106,7 +106,7 @@ class TinyLM(nn.Module):
 
 
 class RelCompModel(nn.Module):
-    """Bidirectional one-layer model with row/column embeddings (notes §3.2 B) and a per-position logit."""
+    """Bidirectional one-layer model with row/column embeddings (DESIGN.md §3.2 B) and a per-position logit."""
 
     def __init__(self, m: int, d_model: int = 64, heads: int = 4, P: int = 1):
         super().__init__()

@@ -1,9 +1,11 @@
-"""Triton kernels beside the torch reference (design notes §5.3).
+"""Triton kernels beside the torch reference (DESIGN.md §5.3).
 
 * ``iha_fwd``: flash-style forward over the interleaved sequence. Masks are computed in virtual units
   (flat/token causal, windows) with block skipping; with a per-head R the collapse is fused into the
-  epilogue and ``[B, N, H, dv]`` is written directly (no P-fold output traffic). Backward recomputes
-  through the torch SDPA path (autograd), as the notes' v1.5 plan says.
+  epilogue and ``[B, N, H, dv]`` is written directly (no P-fold output traffic).
+* backward (issue 21.5): flash-style recomputation in virtual units with the same masks and windows:
+  the training forward also stores the log-sum-exp; ``_iha_bwd_dkdv_kernel`` (per key block) and
+  ``_iha_bwd_dq_kernel`` (per query block) recompute P and skip the blocks a mask hides (DESIGN.md §5.3).
 * ``iha_decode``: one new token's P pseudo-queries against an *original-size* K/V cache; each program
   loads all Hkv source heads and forms the P pseudo-keys/values in registers (Σ_m α[m,g,p]·K_m), applying
   virtual RoPE there (rotation commutes with mixing at a fixed position). KV memory is P× smaller.
@@ -31,6 +33,17 @@ MASK_CODES = {"flat_causal": 0, "token_causal": 1, "none": 2}
 def available() -> bool:
     """True when the kernels can run: Triton importable and CUDA present or TRITON_INTERPRET=1."""
     return HAS_TRITON and (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def can_decode(*tensors: torch.Tensor) -> bool:
+    """True when `iha_decode` can run on these tensors here (Triton + CUDA tensors, or the interpreter
+    with CPU tensors in fp32/fp16); `functional.iha_decode_attention` falls back to torch otherwise."""
+    if not available():
+        return False
+    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    if interp:
+        return all(t.device.type == "cpu" and t.dtype != torch.bfloat16 for t in tensors)
+    return all(t.device.type == "cuda" for t in tensors)
 
 
 def _check(*tensors: torch.Tensor) -> None:
@@ -68,13 +81,13 @@ if HAS_TRITON:
 
     @triton.jit
     def _iha_fwd_kernel(
-        Q, K, V, R, O,
+        Q, K, V, R, O, LSE,
         sqb, sqh, sqt, skb, skh, skt, svb, svh, svt,
-        sob, so1, so2, so3,
+        sob, so1, so2, so3, slb, slh,
         N, SV, Q_OFF, scale,
         H: tl.constexpr, GROUP: tl.constexpr, P: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_TOK: tl.constexpr, BLOCK_K: tl.constexpr,
-        MODE: tl.constexpr, WIN: tl.constexpr, FUSE_R: tl.constexpr,
+        MODE: tl.constexpr, WIN: tl.constexpr, FUSE_R: tl.constexpr, STORE_LSE: tl.constexpr,
     ):  # fmt: skip
         pid_n = tl.program_id(0)
         bh = tl.program_id(1)
@@ -136,6 +149,8 @@ if HAS_TRITON:
                 acc = acc * corr[:, None] + tl.dot(w.to(v.dtype), v, input_precision="ieee")
                 m_i = m_new
             acc = acc / tl.maximum(l_i, 1.0e-30)[:, None]
+            if STORE_LSE:  # log-sum-exp per virtual row, for the flash-style backward
+                tl.store(LSE + b * slb + h * slh + rows, m_i + tl.log(tl.maximum(l_i, 1.0e-30)), mask=tok_ok)
             if FUSE_R:
                 r = tl.load(R + h * P + p).to(tl.float32)
                 out += r * acc
@@ -154,12 +169,12 @@ if HAS_TRITON:
 
     @triton.jit
     def _iha_decode_kernel(
-        Q, K, V, AK, AV, COS, SIN, O,
-        sqb, sqh, sqp, skb, skh, skt, svb, svh, svt, scb, sct,
+        Q, K, V, AK, AV, COS, SIN, KM, O,
+        sqb, sqh, sqp, skb, skh, skt, svb, svh, svt, scb, sct, skmb,
         S, scale,
         H: tl.constexpr, HKV: tl.constexpr, P: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_S: tl.constexpr,
-        MODE: tl.constexpr, WIN: tl.constexpr, ROPE: tl.constexpr,
+        MODE: tl.constexpr, WIN: tl.constexpr, ROPE: tl.constexpr, HAS_KM: tl.constexpr,
     ):  # fmt: skip
         bh = tl.program_id(0)
         b = bh // H
@@ -187,6 +202,8 @@ if HAS_TRITON:
         for start in range(lo, S, BLOCK_S):
             n = start + os_
             n_ok = n < S
+            if HAS_KM:  # key padding mask of this row (True = attend)
+                n_ok = n_ok & (tl.load(KM + b * skmb + n, mask=n < S, other=0) != 0)
             for pk in tl.static_range(P):
                 kt = tl.zeros([BLOCK_S, BLOCK_D], dtype=tl.float32)
                 kr = tl.zeros([BLOCK_S, BLOCK_D], dtype=tl.float32)
@@ -230,12 +247,130 @@ if HAS_TRITON:
             mask=(op[:, None] < P) & (odv[None, :] < DV),
         )
 
+    @triton.jit
+    def _iha_bwd_dkdv_kernel(
+        Q, K, V, DO, LSE, DELTA, DK, DVP,
+        sqb, sqh, sqt, skb, skh, skt, svb, svh, svt, sdob, sdoh, sdot,
+        slb, slh, sdkb, sdkh, sdkt, sdvb, sdvh, sdvt,
+        TQ, SV, Q_OFF, scale,
+        H: tl.constexpr, GROUP: tl.constexpr, P: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        MODE: tl.constexpr, WIN: tl.constexpr,
+    ):  # fmt: skip
+        """dK, dV of one block of virtual keys (flash-style: recompute P from Q, K and the saved lse)."""
+        pid_n = tl.program_id(0)
+        bg = tl.program_id(1)
+        b = bg // (H // GROUP)
+        g = bg % (H // GROUP)
+        tk = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        kv_ok = tk < SV
+        od = tl.arange(0, BLOCK_D)
+        odv = tl.arange(0, BLOCK_DV)
+        om = tl.arange(0, BLOCK_M)
+        k = tl.load(K + b * skb + g * skh + tk[:, None] * skt + od[None, :],
+                    mask=kv_ok[:, None] & (od[None, :] < D), other=0.0)  # fmt: skip
+        v = tl.load(V + b * svb + g * svh + tk[:, None] * svt + odv[None, :],
+                    mask=kv_ok[:, None] & (odv[None, :] < DV), other=0.0)  # fmt: skip
+        dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+        # query rows (virtual, relative to this call's queries) that can see this key block: a superset
+        tk_lo = pid_n * BLOCK_N
+        tk_hi = tl.minimum(SV, tk_lo + BLOCK_N)  # exclusive
+        lo = 0
+        hi = TQ
+        if MODE != 2:
+            lo = tl.maximum(0, (tk_lo // P) * P - Q_OFF * P)
+            if WIN > 0:
+                hi = tl.minimum(TQ, ((tk_hi - 1) // P + WIN + 1) * P - Q_OFF * P)
+        elif WIN > 0:
+            lo = tl.maximum(0, (tk_lo // P - WIN) * P - Q_OFF * P)
+            hi = tl.minimum(TQ, ((tk_hi - 1) // P + WIN + 1) * P - Q_OFF * P)
+        lo = (lo // BLOCK_M) * BLOCK_M
+        for j in tl.static_range(GROUP):
+            h = g * GROUP + j
+            for start in range(lo, hi, BLOCK_M):
+                rows = start + om
+                row_ok = rows < TQ
+                tq = Q_OFF * P + rows
+                q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sqt + od[None, :],
+                            mask=row_ok[:, None] & (od[None, :] < D), other=0.0)  # fmt: skip
+                do = tl.load(DO + b * sdob + h * sdoh + rows[:, None] * sdot + odv[None, :],
+                             mask=row_ok[:, None] & (odv[None, :] < DV), other=0.0)  # fmt: skip
+                lse = tl.load(LSE + b * slb + h * slh + rows, mask=row_ok, other=0.0)
+                delta = tl.load(DELTA + b * slb + h * slh + rows, mask=row_ok, other=0.0)
+                s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+                ok = _allowed(tq[:, None], tk[None, :], P, MODE, WIN) & kv_ok[None, :] & row_ok[:, None]
+                p = tl.where(ok, tl.exp(s - lse[:, None]), 0.0)
+                dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision="ieee")
+                dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+                ds = p * (dp - delta[:, None]) * scale
+                dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision="ieee")
+        tl.store(DK + b * sdkb + g * sdkh + tk[:, None] * sdkt + od[None, :], dk,
+                 mask=kv_ok[:, None] & (od[None, :] < D))  # fmt: skip
+        tl.store(DVP + b * sdvb + g * sdvh + tk[:, None] * sdvt + odv[None, :], dv,
+                 mask=kv_ok[:, None] & (odv[None, :] < DV))  # fmt: skip
+
+    @triton.jit
+    def _iha_bwd_dq_kernel(
+        Q, K, V, DO, LSE, DELTA, DQ,
+        sqb, sqh, sqt, skb, skh, skt, svb, svh, svt, sdob, sdoh, sdot, slb, slh, sdqb, sdqh, sdqt,
+        TQ, SV, Q_OFF, scale,
+        H: tl.constexpr, GROUP: tl.constexpr, P: tl.constexpr, D: tl.constexpr, DV: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        MODE: tl.constexpr, WIN: tl.constexpr,
+    ):  # fmt: skip
+        """dQ of one block of virtual query rows (recompute P; loop over the visible key blocks only)."""
+        pid_m = tl.program_id(0)
+        bh = tl.program_id(1)
+        b = bh // H
+        h = bh % H
+        g = h // GROUP
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < TQ
+        tq = Q_OFF * P + rows
+        od = tl.arange(0, BLOCK_D)
+        odv = tl.arange(0, BLOCK_DV)
+        on = tl.arange(0, BLOCK_N)
+        q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sqt + od[None, :],
+                    mask=row_ok[:, None] & (od[None, :] < D), other=0.0)  # fmt: skip
+        do = tl.load(DO + b * sdob + h * sdoh + rows[:, None] * sdot + odv[None, :],
+                     mask=row_ok[:, None] & (odv[None, :] < DV), other=0.0)  # fmt: skip
+        lse = tl.load(LSE + b * slb + h * slh + rows, mask=row_ok, other=0.0)
+        delta = tl.load(DELTA + b * slb + h * slh + rows, mask=row_ok, other=0.0)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+        tq_lo = Q_OFF * P + pid_m * BLOCK_M
+        tq_hi = Q_OFF * P + tl.minimum(TQ, pid_m * BLOCK_M + BLOCK_M)  # exclusive
+        lo = 0
+        hi = SV
+        if MODE != 2:
+            hi = tl.minimum(SV, ((tq_hi - 1) // P + 1) * P)
+        if WIN > 0:
+            lo = tl.maximum(0, (tq_lo // P - WIN) * P)
+            if MODE == 2:
+                hi = tl.minimum(SV, ((tq_hi - 1) // P + WIN + 1) * P)
+        lo = (lo // BLOCK_N) * BLOCK_N
+        for start in range(lo, hi, BLOCK_N):
+            tk = start + on
+            kv_ok = tk < SV
+            k = tl.load(K + b * skb + g * skh + tk[:, None] * skt + od[None, :],
+                        mask=kv_ok[:, None] & (od[None, :] < D), other=0.0)  # fmt: skip
+            v = tl.load(V + b * svb + g * svh + tk[:, None] * svt + odv[None, :],
+                        mask=kv_ok[:, None] & (odv[None, :] < DV), other=0.0)  # fmt: skip
+            s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+            ok = _allowed(tq[:, None], tk[None, :], P, MODE, WIN) & kv_ok[None, :] & row_ok[:, None]
+            p = tl.where(ok, tl.exp(s - lse[:, None]), 0.0)
+            dp = tl.dot(do, tl.trans(v), input_precision="ieee")
+            ds = p * (dp - delta[:, None]) * scale
+            dq += tl.dot(ds.to(k.dtype), k, input_precision="ieee")
+        tl.store(DQ + b * sdqb + h * sdqh + rows[:, None] * sdqt + od[None, :], dq,
+                 mask=row_ok[:, None] & (od[None, :] < D))  # fmt: skip
+
 
 def _np2(x: int) -> int:
     return max(16, triton.next_power_of_2(x))
 
 
-def _fwd_launch(qm, km, vm, R, P, mask_mode, window, q_offset, scale):
+def _fwd_launch(qm, km, vm, R, P, mask_mode, window, q_offset, scale, want_lse=False):
     b, h, t, d = qm.shape
     hkv, sv, dv = km.shape[1], km.shape[2], vm.shape[-1]
     n = t // P
@@ -247,18 +382,50 @@ def _fwd_launch(qm, km, vm, R, P, mask_mode, window, q_offset, scale):
     else:
         o = torch.empty(b, h, t, dv, device=qm.device, dtype=qm.dtype)
         r = qm  # unused
+    lse = torch.empty(b, h, t, device=qm.device, dtype=torch.float32) if want_lse else qm
     block_tok = 16
     grid = (triton.cdiv(n, block_tok), b * h)
     _iha_fwd_kernel[grid](
-        qm, km, vm, r, o,
+        qm, km, vm, r, o, lse,
         qm.stride(0), qm.stride(1), qm.stride(2), km.stride(0), km.stride(1), km.stride(2),
         vm.stride(0), vm.stride(1), vm.stride(2),
-        o.stride(0), o.stride(1), o.stride(2), o.stride(3),
+        o.stride(0), o.stride(1), o.stride(2), o.stride(3), h * t, t,
         n, sv, q_offset, scale,
         H=h, GROUP=h // hkv, P=P, D=d, DV=dv, BLOCK_D=_np2(d), BLOCK_DV=_np2(dv),
         BLOCK_TOK=block_tok, BLOCK_K=32, MODE=MASK_CODES[mask_mode], WIN=window or 0, FUSE_R=fuse,
+        STORE_LSE=want_lse,
     )  # fmt: skip
-    return o
+    return (o, lse) if want_lse else o
+
+
+def _bwd_launch(qm, km, vm, do, lse, delta, P, mask_mode, window, q_offset, scale):
+    """Flash-style backward: dK/dV per key block (looping over the GROUP query heads of its KV head and
+    the query rows that can see it), dQ per query block; P is recomputed from Q, K and the saved lse."""
+    b, h, t, d = qm.shape
+    hkv, sv, dv = km.shape[1], km.shape[2], vm.shape[-1]
+    qm, km, vm, do = qm.contiguous(), km.contiguous(), vm.contiguous(), do.contiguous()
+    dq = torch.empty(b, h, t, d, device=qm.device, dtype=torch.float32)
+    dk = torch.empty(b, hkv, sv, d, device=qm.device, dtype=torch.float32)
+    dvv = torch.empty(b, hkv, sv, dv, device=qm.device, dtype=torch.float32)
+    bm, bn = 16, 16
+    common = dict(H=h, GROUP=h // hkv, P=P, D=d, DV=dv, BLOCK_D=_np2(d), BLOCK_DV=_np2(dv), BLOCK_M=bm,
+                  BLOCK_N=bn, MODE=MASK_CODES[mask_mode], WIN=window or 0)  # fmt: skip
+    _iha_bwd_dkdv_kernel[(triton.cdiv(sv, bn), b * hkv)](
+        qm, km, vm, do, lse, delta, dk, dvv,
+        qm.stride(0), qm.stride(1), qm.stride(2), km.stride(0), km.stride(1), km.stride(2),
+        vm.stride(0), vm.stride(1), vm.stride(2), do.stride(0), do.stride(1), do.stride(2),
+        lse.stride(0), lse.stride(1), dk.stride(0), dk.stride(1), dk.stride(2),
+        dvv.stride(0), dvv.stride(1), dvv.stride(2),
+        t, sv, q_offset, scale, **common,
+    )  # fmt: skip
+    _iha_bwd_dq_kernel[(triton.cdiv(t, bm), b * h)](
+        qm, km, vm, do, lse, delta, dq,
+        qm.stride(0), qm.stride(1), qm.stride(2), km.stride(0), km.stride(1), km.stride(2),
+        vm.stride(0), vm.stride(1), vm.stride(2), do.stride(0), do.stride(1), do.stride(2),
+        lse.stride(0), lse.stride(1), dq.stride(0), dq.stride(1), dq.stride(2),
+        t, sv, q_offset, scale, **common,
+    )  # fmt: skip
+    return dq.to(qm.dtype), dk.to(km.dtype), dvv.to(vm.dtype)
 
 
 def _reference(qm, km, vm, R, P, mask_mode, window, q_offset, scale):
@@ -275,29 +442,45 @@ def _reference(qm, km, vm, R, P, mask_mode, window, q_offset, scale):
 
 
 class _IHAFwd(torch.autograd.Function):
+    """Fused forward; the backward is the Triton flash-style backward (`_bwd_launch`), in virtual
+    units with the same masks and windows. In training the forward writes the uncollapsed output and
+    its log-sum-exp (needed by the backward); a per-head R is then applied by a small einsum."""
+
     @staticmethod
-    def forward(ctx, qm, km, vm, R, P, mask_mode, window, q_offset, scale):
-        ctx.save_for_backward(qm, km, vm, R if R is not None else qm.new_empty(0))
+    def forward(ctx, qm, km, vm, R, P, mask_mode, window, q_offset, scale, train):
         ctx.has_r = R is not None
         ctx.args = (P, mask_mode, window, q_offset, scale)
-        return _fwd_launch(qm, km, vm, R, P, mask_mode, window, q_offset, scale)
+        if not train:  # inference: fused collapse epilogue, no lse
+            return _fwd_launch(qm, km, vm, R, P, mask_mode, window, q_offset, scale)
+        o, lse = _fwd_launch(qm, km, vm, None, P, mask_mode, window, q_offset, scale, want_lse=True)
+        ctx.save_for_backward(qm, km, vm, o, lse, R if R is not None else qm.new_empty(0))
+        if R is None:
+            return o
+        return torch.einsum("hp,bhnpd->bnhd", R.to(o.dtype), o.unflatten(2, (-1, P)))
 
     @staticmethod
     def backward(ctx, grad):
-        qm, km, vm, R = ctx.saved_tensors
-        inputs = [t.detach().requires_grad_(True) for t in (qm, km, vm)]
-        r = R.detach().requires_grad_(True) if ctx.has_r else None
-        with torch.enable_grad():
-            out = _reference(*inputs, r, *ctx.args)
-            grads = torch.autograd.grad(out, inputs + ([r] if r is not None else []), grad)
-        return (*grads[:3], grads[3] if ctx.has_r else None, None, None, None, None, None)
+        qm, km, vm, o, lse, R = ctx.saved_tensors
+        P, mask_mode, window, q_offset, scale = ctx.args
+        dR = None
+        if ctx.has_r:  # out[b,n,h] = Σ_p R[h,p] o[b,h,n,p]
+            b, h, t, dv = o.shape
+            do = torch.einsum("hp,bnhd->bhnpd", R.to(grad.dtype), grad).reshape(b, h, t, dv)
+            dR = torch.einsum("bhnpd,bnhd->hp", o.unflatten(2, (-1, P)).float(), grad.float()).to(R.dtype)
+        else:
+            do = grad
+        delta = (o.float() * do.float()).sum(-1)  # rowsum(dO ∘ O), [B, H, Nq·P]
+        dq, dk, dv_ = _bwd_launch(
+            qm, km, vm, do.to(qm.dtype), lse, delta, P, mask_mode, window, q_offset, scale
+        )
+        return dq, dk, dv_, dR, None, None, None, None, None, None
 
 
 def iha_fwd(qm, km, vm, *, P, mask_mode="flat_causal", window=None, q_offset=None, scale=None, R=None):
     """Fused IHA forward on interleaved ``qm [B,H,Nq·P,d]``, ``km/vm [B,Hkv,S·P,·]``.
 
     Returns ``[B, H, Nq·P, dv]``, or ``[B, Nq, H, dv]`` when a per-head ``R [H, P]`` is given (fused
-    collapse). A global R needs the cheap torch einsum afterwards (notes §5.3.1).
+    collapse). A global R needs the cheap torch einsum afterwards (DESIGN.md §5.3).
     """
     _check(qm, km, vm)
     if mask_mode not in MASK_CODES:
@@ -311,7 +494,8 @@ def iha_fwd(qm, km, vm, *, P, mask_mode="flat_causal", window=None, q_offset=Non
     if q_offset is None:
         q_offset = (km.shape[2] - qm.shape[2]) // P
     scale = qm.shape[-1] ** -0.5 if scale is None else scale
-    return _IHAFwd.apply(qm, km, vm, R, P, mask_mode, window, q_offset, scale)
+    train = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (qm, km, vm, R))
+    return _IHAFwd.apply(qm, km, vm, R, P, mask_mode, window, q_offset, scale, train)
 
 
 @torch.no_grad()
@@ -326,11 +510,14 @@ def iha_decode(
     window=None,
     scale=None,
     rope_k=None,
+    key_mask=None,
 ):
     """Decode one token: ``qm [B,H,P,d]`` (mixed; rotated) vs the unmixed cache ``k/v [B,Hkv,S,·]``.
 
     ``rope_k`` is an optional (cos, sin) pair ``[B|1, S·P, d]`` at the keys' virtual positions, applied
-    to the pseudo-keys formed in registers. Returns ``[B, H, P, dv]`` (pre-collapse). Inference only.
+    to the pseudo-keys formed in registers (a batch-1 table is read with stride 0, never copied per
+    row). ``key_mask [B, S]`` (bool, True = attend) masks padded cache entries. Returns
+    ``[B, H, P, dv]`` (pre-collapse); a row with no visible key gives 0. Inference only.
     """
     _check(qm, k_cache, v_cache)
     b, h, P, d = qm.shape
@@ -342,16 +529,27 @@ def iha_decode(
     scale = d**-0.5 if scale is None else scale
     o = torch.empty(b, h, P, dv, device=qm.device, dtype=qm.dtype)
     if rope_k is not None:
-        cos, sin = (t.to(torch.float32).expand(b, S * P, d).contiguous() for t in rope_k)
+        cos, sin = (t.to(torch.float32).reshape(-1, S * P, d).contiguous() for t in rope_k)
+        if cos.shape[0] not in (1, b):
+            raise ValueError(f"rope_k tables must be [1 or {b}, {S * P}, {d}], got {tuple(rope_k[0].shape)}")
+        scb = cos.stride(0) if cos.shape[0] == b and b > 1 else 0  # batch-1 table: stride 0, no copy
     else:
         cos = sin = qm
+        scb = 0
+    if key_mask is not None:
+        if key_mask.shape != (b, S):
+            raise ValueError(f"key_mask must be [{b}, {S}], got {tuple(key_mask.shape)}")
+        km = key_mask.to(torch.int8).contiguous()
+    else:
+        km = qm
     qm, k_cache, v_cache = qm.contiguous(), k_cache.contiguous(), v_cache.contiguous()
     _iha_decode_kernel[(b * h,)](
-        qm, k_cache, v_cache, alpha_k.float().contiguous(), alpha_v.float().contiguous(), cos, sin, o,
+        qm, k_cache, v_cache, alpha_k.float().contiguous(), alpha_v.float().contiguous(), cos, sin, km, o,
         qm.stride(0), qm.stride(1), qm.stride(2), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), cos.stride(0), cos.stride(1),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), scb, cos.stride(1),
+        km.stride(0) if key_mask is not None else 0,
         S, scale,
         H=h, HKV=hkv, P=P, D=d, DV=dv, BLOCK_P=_np2(P), BLOCK_D=_np2(d), BLOCK_DV=_np2(dv), BLOCK_S=16,
-        MODE=MASK_CODES[mask_mode], WIN=window or 0, ROPE=rope_k is not None,
+        MODE=MASK_CODES[mask_mode], WIN=window or 0, ROPE=rope_k is not None, HAS_KM=key_mask is not None,
     )  # fmt: skip
     return o

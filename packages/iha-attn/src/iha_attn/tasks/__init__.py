@@ -1,4 +1,4 @@
-"""Synthetic tasks from the paper (App. D) and the design notes (§3.2), as seeded generators."""
+"""Synthetic tasks from the paper (App. D) and DESIGN.md §3.2, as seeded generators."""
 
 from .cpm3 import cpm3_batch, cpm3_labels
 from .multikey import MultiKeySpec, multikey_batch

@@ -1,6 +1,6 @@
 """CPM-3 counting task (paper §4.3): CPM_i(3) = |{(j1, j2) : (x_i + G·x_{j1} + x_{j2}) mod M = 0}|.
 
-Order sensitivity needs G mod M ≠ 1 (notes §6.13: the paper's "G > 2M" is not the right condition;
+Order sensitivity needs G mod M ≠ 1 (DESIGN.md pitfall 13: the paper's "G > 2M" is not the right condition;
 M = 5, G = 11 is symmetric). Defaults M = 7, G = 17 (≡ 3 mod 7).
 """
 

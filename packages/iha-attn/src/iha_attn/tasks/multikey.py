@@ -1,4 +1,4 @@
-"""Multi-key (conjunctive) retrieval, RULER-MK-like (notes §3.2 Experiment C).
+"""Multi-key (conjunctive) retrieval, RULER-MK-like (DESIGN.md §3.2 Experiment C).
 
 A sequence of records ``k1 k2 v`` (each key is two tokens), with distractors sharing k1 or k2 with the
 queried record, then ``? k1 k2`` and the target value. Token ids: keys [0, n_keys), values

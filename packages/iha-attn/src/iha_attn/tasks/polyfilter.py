@@ -1,4 +1,4 @@
-"""Polynomial-filter regression (paper §4.2 / App. B.2; notes §3.2 Experiment A).
+"""Polynomial-filter regression (paper §4.2 / App. B.2; DESIGN.md §3.2 Experiment A).
 
 Fixed random graph operator A (spectral radius ≈ 0.9); per sample X ∈ R^{N×c}; input X̂ = [X, I_N];
 target [X, AX, …, A^{k−1}X]. One *linear* attention layer with H < k heads cannot realise k operators.
