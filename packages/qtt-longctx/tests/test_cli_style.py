@@ -46,3 +46,18 @@ def test_scale_names_match_the_presets():
     from qtt_longctx.sandbox.model import PRESETS
 
     assert tuple(PRESETS) == cli.SCALE_NAMES
+
+
+def test_device_cuda_without_cuda_is_a_one_line_error(capsys, monkeypatch):
+    import torch
+
+    import qtt_longctx.sandbox as sb
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(
+        sb, "sandbox_model", lambda *a, **k: pytest.fail("model loaded before --device was checked")
+    )
+    rc = cli.main(["sandbox", "--device", "cuda", "--lengths", "4", "--per-length", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "CUDA is not available" in err[-1] and "Traceback" not in "\n".join(err)
