@@ -229,7 +229,8 @@ def test_runtime_args_and_bench_command(capsys):
         torch.set_num_threads(before)
     assert a.no_progress
     b = p.parse_args(["bench"])
-    assert b.scale in ("smoke", "cpu", "gpu") and b.bench_package == "demo-pkg"
+    assert b.scale in ("smoke", "cpu", "full", "gpu") and b.bench_package == "demo-pkg"
+    assert p.parse_args(["bench", "--scale", "full"]).scale == "full"
     for bad in (["train", "--device", "tpu"], ["train", "--threads", "0"], ["bench", "--scale", "huge"]):
         assert run_cli(lambda argv: p.parse_args(argv) and 0, bad, prog="demo") == 2
     if not torch.cuda.is_available():

@@ -316,9 +316,16 @@ def add_bench_command(subparsers, package: str, *, help_text: str | None = None)
         help=help_text or f"run the {package} benchmark (writes <results>/{package}/ and REPORT.md)",
         description=f"Run the {package} benchmark registered for `paperworks-bench` (same default scale as make bench).",
     )
-    sp.add_argument("--scale", choices=("smoke", "cpu", "gpu"), default=os.environ.get("SCALE", "cpu"))
     sp.add_argument(
-        "--results", default="benchmarks/results", help="results folder (default: benchmarks/results)"
+        "--scale",
+        choices=("smoke", "cpu", "full", "gpu"),
+        default=os.environ.get("SCALE", "cpu"),
+        help="smoke (seconds), cpu (default, minutes), full (the powered comparisons, <= 45 min), gpu",
+    )
+    sp.add_argument(
+        "--results",
+        default=None,
+        help="results folder (default, as make bench: benchmarks/results for cpu, benchmarks/results/<scale> otherwise)",
     )
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.set_defaults(func=lambda a: _run_bench(package, a), bench_package=package)
@@ -328,7 +335,10 @@ def add_bench_command(subparsers, package: str, *, help_text: str | None = None)
 def _run_bench(package: str, args: argparse.Namespace) -> int:
     from .bench import _main as bench_main
 
-    argv = ["--scale", args.scale, "--results", args.results, "--package", package]
+    results = args.results or (
+        "benchmarks/results" if args.scale == "cpu" else f"benchmarks/results/{args.scale}"
+    )
+    argv = ["--scale", args.scale, "--results", results, "--package", package]
     if getattr(args, "no_progress", False):
         argv.append("--no-progress")
     return bench_main(argv)
