@@ -89,3 +89,37 @@ def test_bad_lengths_and_masks_are_refused():
         tracking_metrics([g], [g], valid=[np.ones(2, bool)])
     with pytest.raises(ValueError, match="no frame with a valid"):
         tracking_metrics([g], [g], valid=[np.zeros(3, bool)])
+
+
+def test_precision_keys_read_the_right_threshold():
+    """Mutation survivors: `precision_2px` must read the 2-px point of the curve and the default
+    `precision` must be 2 px; a centre error of 2.5 px separates 2 from 3 px."""
+    g = np.array([[0, 0, 10, 10]] * 2, float)
+    p = np.array([[0, 0, 10, 10], [2.5, 0, 10, 10]], float)
+    m = tracking_metrics([p], [g])
+    assert m["precision_2px"] == 0.5 and m["precision"] == 0.5
+    assert tracking_metrics([p], [g], precision_px=3)["precision"] == 1.0
+    q = np.array([[0, 0, 10, 10], [5.5, 0, 10, 10]], float)  # 5.5 px: fails at 5, passes at 6
+    assert tracking_metrics([q], [g])["precision_5px"] == 0.5
+
+
+def test_ao_pairs_each_frame_with_its_own_ground_truth():
+    """Mutation survivor: AO must compare prediction t with ground truth t (frames 1..)."""
+    g = np.array([[0, 0, 10, 10]] * 4, float)
+    p = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [5, 0, 10, 10], [0, 0, 10, 5]], float)  # IoU 1, 1/3, 1/2
+    m = tracking_metrics([p], [g])
+    assert m["ao"] == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
+    assert m["sr50"] == pytest.approx(1 / 3) and m["sr75"] == pytest.approx(1 / 3)
+
+
+def test_iou_uses_width_for_x_and_height_for_y_on_both_boxes():
+    """Mutation survivor: the second box's right edge is x + w (not x + h)."""
+    a = np.array([[0, 0, 10, 10]], float)
+    b = np.array([[4, 0, 2, 8]], float)  # inside a: inter = 2 * 8 = 16, union = 100
+    assert iou(a, b)[0] == pytest.approx(0.16) and iou(b, a)[0] == pytest.approx(0.16)
+
+
+def test_precision_20px_reads_the_20px_point():
+    g = np.array([[0, 0, 10, 10]] * 2, float)
+    p = np.array([[0, 0, 10, 10], [20.5, 0, 10, 10]], float)
+    assert tracking_metrics([p], [g])["precision_20px"] == 0.5
