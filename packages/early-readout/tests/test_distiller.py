@@ -272,16 +272,27 @@ def test_checkpoints_are_weights_only_safe_and_foreign_pickles_refused(tmp_path,
         MLP(2, 2, (8,)), MLP(2, 2, (8,)), 2, 64, readout_layer="layer1", readout_head="linear"
     )
     d.fit(loader(x, y, g), epochs=2, lr=0.05, selector="last", progress=False, checkpoint_dir=tmp_path)
-    blob = torch.load(tmp_path / "last.pt", weights_only=True)  # the format itself is weights_only-safe
+    raw = torch.load(tmp_path / "last.pt", weights_only=True)  # the format itself is weights_only-safe
+    assert raw["format"] == "paperworks-checkpoint" and raw["kind"] == "early-readout-fit"
+    blob = raw["state"]
     assert blob["epoch"] == 1 and len(blob["history"]["epochs"]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp files left behind
     torch.save({"distiller": _Evil(), "epoch": 0}, tmp_path / "last.pt")
-    with pytest.raises(CheckpointError, match="cannot be read safely"):
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
         d.fit(loader(x, y, g), epochs=3, lr=0.05, selector="last", progress=False, checkpoint_dir=tmp_path)
     assert "unpickled arbitrary code" not in capsys.readouterr().out
     torch.save({"some": "dict"}, tmp_path / "last.pt")
-    with pytest.raises(CheckpointError, match="not an early-readout"):
+    with pytest.raises(CheckpointError, match="not a paperworks checkpoint"):
         load_checkpoint(tmp_path / "last.pt")
     (tmp_path / "w.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot be read safely"):
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
         d.load_weights(tmp_path / "w.pt")
+    # a weights file is not a fit checkpoint and vice versa (kinds are checked)
+    d.save_weights(tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="expected 'early-readout-fit'"):
+        load_checkpoint(tmp_path / "w.pt")
+    from paperworks_shared.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "fit.pt", {"epoch": 0}, kind="early-readout-fit")
+    with pytest.raises(CheckpointError, match="expected 'early-readout-weights'"):
+        d.load_weights(tmp_path / "fit.pt")

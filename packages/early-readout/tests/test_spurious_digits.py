@@ -40,7 +40,7 @@ def test_readout_analysis_hand_values():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_early_readout_wrong_set_is_mostly_minority(seed):
-    """E1 (notes §3.4): after a few epochs of plain KD, the layer-1 readout's mistakes are minority examples.
+    """E1 (DESIGN.md §3.4): after a few epochs of plain KD, the layer-1 readout's mistakes are minority examples.
 
     Fails if the readout reads the wrong tensor, if labels/weights are misaligned with dataset indices
     (shuffled loader), if the margin/argmax uses the wrong axis, or if the correct set is up-weighted.

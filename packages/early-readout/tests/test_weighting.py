@@ -1,4 +1,4 @@
-"""Weight formulas and margins on hand-computed values (notes §1.4 table, §3.4 unit test (b))."""
+"""Weight formulas and margins on hand-computed values (DESIGN.md §1.4 table, §3.4 unit test (b))."""
 
 import math
 
@@ -13,7 +13,7 @@ from early_readout.weighting import affine_exp_weights, exp_pow_weights, get_wei
     [(0.01, 24.0), (0.1, 35.3), (0.3, 43.2), (0.5, 47.6), (0.9, 53.5), (1.0, 54.6)],
 )
 def test_exp_pow_matches_notes_table(m, expected):
-    # notes §1.4, CUB row (alpha=0.05, beta=4)
+    # DESIGN.md §1.4, CUB row (alpha=0.05, beta=4)
     assert exp_pow_weights(torch.tensor([m]), 0.05, 4.0).item() == pytest.approx(expected, abs=0.05)
 
 
@@ -30,8 +30,8 @@ def test_affine_exp_hand_values():
     got = affine_exp_weights(m, 4.0, 5.0).tolist()
     assert got[0] == pytest.approx(1.0)
     assert got[1] == pytest.approx(4 * (math.exp(0.5) - 1) + 1, rel=1e-6)  # 3.59
-    assert got[2] == pytest.approx(45.73, abs=0.01)  # notes §3.4 (b): 45.7
-    assert got[3] == pytest.approx(357.07, abs=0.05)  # notes: m=0.9 -> 357
+    assert got[2] == pytest.approx(45.73, abs=0.01)  # DESIGN.md §3.4 (b): 45.7
+    assert got[3] == pytest.approx(357.07, abs=0.05)  # DESIGN.md §1.4: m=0.9 -> 357
 
 
 def test_weight_fn_by_name_uses_formula_defaults():
@@ -63,7 +63,7 @@ def test_margin_multiclass_and_pred_minus_true():
 
 
 def test_formula_default_constants_are_the_cub_values():
-    """Mutation-pass survivor: the functions' own defaults (used by direct callers) must be the notes'
+    """Mutation-pass survivor: the functions' own defaults (used by direct callers) must be DESIGN.md §1.4's
     CUB constants, (0.05, 4) for exp_pow and (4, 5) for affine_exp, like get_weight_fn's."""
     m = torch.tensor([0.01, 0.3, 0.9])
     assert torch.equal(exp_pow_weights(m), exp_pow_weights(m, 0.05, 4.0))

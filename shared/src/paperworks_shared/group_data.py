@@ -7,19 +7,32 @@
 
   split 0/1/2 = train/validation/test; label y (1 = waterbird), spurious = place (1 = water background).
 
-* **CelebA** (the Kaggle / group_DRO CSV layout)::
+* **CelebA**, in either of its two common layouts (detected from the files present):
+
+  - the *official* release (Liu et al. 2015; what torchvision's ``CelebA`` reads)::
+
+      root/list_attr_celeba.txt    line 1: the image count; line 2: the 40 attribute names;
+                                   then "000001.jpg -1  1  1 -1 ..." (values -1/1, runs of spaces)
+      root/list_eval_partition.txt "000001.jpg 0"                   (0/1/2 = train/validation/test)
+      root/img_align_celeba/<image_id>                              (178 x 218 JPEGs)
+
+  - the *Kaggle* / group_DRO CSV layout::
 
       root/list_attr_celeba.csv    image_id,<40 attributes in {-1, 1}>
-      root/list_eval_partition.csv image_id,partition            (0/1/2 = train/validation/test)
-      root/img_align_celeba/<image_id>
+      root/list_eval_partition.csv image_id,partition
+      root/img_align_celeba/<image_id>  (or img_align_celeba/img_align_celeba/, as the Kaggle zip unpacks)
 
   label = ``target`` attribute (default Blond_Hair), spurious = ``confounder`` (default Male).
+  ``root`` may also be the ``celeba`` folder of torchvision's download (the same official files).
 
 Both return a `datasets.DatasetDict` (train/validation/test) with columns ``image`` (a lazily decoded
 `datasets.Image`), ``path``, ``label``, ``spurious``, ``group = 2 * label + spurious`` and ``index``, i.e.
-the same columns as the `paperworks_shared.spurious` builders. A missing metadata file or image raises
-`FileNotFoundError` naming the path. `ImageGroupDataset` wraps a split as a torch Dataset of
-``(x, y, group, index)`` with resizing and ImageNet normalisation.
+the same columns as the `paperworks_shared.spurious` builders. Labels and groups come from the metadata
+files only: no image is opened to build a split or to count its groups (`group_counts`,
+`ImageGroupDataset.groups`). A missing metadata file or image raises `FileNotFoundError` naming the path;
+a malformed metadata line raises `ValueError` naming the file and line. `ImageGroupDataset` wraps a split
+as a torch Dataset of ``(x, y, group, index)`` that decodes one image per access (so DataLoader workers
+decode in parallel and a full epoch's memory stays bounded), with resizing and ImageNet normalisation.
 """
 
 from __future__ import annotations
@@ -127,35 +140,111 @@ def load_waterbirds(root: str | Path, check_files: bool = True):
     return _build(root, recs, check_files, "Waterbirds")
 
 
+def _read_official_attrs(path: Path) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The official ``list_attr_celeba.txt``: a count line, a names line, then ``id v1 v2 ...``."""
+    with open(path) as f:
+        count_line = f.readline()
+        names = f.readline().split()
+        if not count_line.strip().isdigit() or not names:
+            raise ValueError(
+                f"{path}: expected the official header (line 1: image count, line 2: attribute names); "
+                f"got {count_line.strip()[:60]!r}"
+            )
+        rows = []
+        for lineno, line in enumerate(f, start=3):
+            parts = line.split()  # runs of spaces, as in the release
+            if not parts:
+                continue
+            if len(parts) != len(names) + 1:
+                raise ValueError(f"{path}:{lineno}: {len(parts) - 1} values for {len(names)} attributes")
+            rows.append((parts[0], parts[1:]))
+    if int(count_line) != len(rows):
+        raise ValueError(f"{path}: header says {int(count_line)} images, the file lists {len(rows)}")
+    return names, rows
+
+
+def _read_official_partition(path: Path) -> dict[str, int]:
+    out = {}
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 'image_id partition', got {line.strip()[:60]!r}")
+            out[parts[0]] = _split_id(parts[1], path)
+    return out
+
+
+def celeba_layout(root: str | Path) -> str:
+    """``"official"`` (``list_attr_celeba.txt``) or ``"kaggle"`` (``list_attr_celeba.csv``) for a root
+    folder; FileNotFoundError naming both files when neither is there."""
+    root = Path(root).expanduser()
+    if (root / "list_attr_celeba.csv").is_file():
+        return "kaggle"
+    if (root / "list_attr_celeba.txt").is_file():
+        return "official"
+    raise FileNotFoundError(
+        f"CelebA attribute file not found: {root / 'list_attr_celeba.txt'} (official layout) or "
+        f"{root / 'list_attr_celeba.csv'} (Kaggle layout)"
+    )
+
+
 def load_celeba(
     root: str | Path, target: str = "Blond_Hair", confounder: str = "Male", check_files: bool = True
 ):
-    """CelebA from ``list_attr_celeba.csv`` + ``list_eval_partition.csv`` + ``img_align_celeba/``."""
+    """CelebA from its official (``.txt``) or Kaggle (``.csv``) metadata + ``img_align_celeba/``; see the
+    module docstring."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"CelebA root folder not found: {root}")
-    attr_path = _require(root / "list_attr_celeba.csv", "CelebA attribute file")
-    part_path = _require(root / "list_eval_partition.csv", "CelebA partition file")
-    attrs = _read_csv(attr_path)
-    _need_columns(attrs, ("image_id", target, confounder), attr_path)
-    parts = _read_csv(part_path)
-    _need_columns(parts, ("image_id", "partition"), part_path)
-    split_of = {r["image_id"]: _split_id(r["partition"], part_path) for r in parts}
+    layout = celeba_layout(root)
+    if layout == "kaggle":
+        attr_path = _require(root / "list_attr_celeba.csv", "CelebA attribute file")
+        part_path = _require(root / "list_eval_partition.csv", "CelebA partition file")
+        attrs = _read_csv(attr_path)
+        _need_columns(attrs, ("image_id", target, confounder), attr_path)
+        parts = _read_csv(part_path)
+        _need_columns(parts, ("image_id", "partition"), part_path)
+        split_of = {r["image_id"]: _split_id(r["partition"], part_path) for r in parts}
+        table = [(r["image_id"], r[target], r[confounder]) for r in attrs]
+    else:
+        attr_path = _require(root / "list_attr_celeba.txt", "CelebA attribute file")
+        part_path = _require(root / "list_eval_partition.txt", "CelebA partition file")
+        names, rows = _read_official_attrs(attr_path)
+        missing = [c for c in (target, confounder) if c not in names]
+        if missing:
+            raise KeyError(f"{attr_path} lacks attribute(s) {missing}; it has {names}")
+        ti, ci = names.index(target), names.index(confounder)
+        split_of = _read_official_partition(part_path)
+        table = [(iid, vals[ti], vals[ci]) for iid, vals in rows]
 
     def pm1(v: str, col: str) -> int:
         if v.strip() not in ("1", "-1", "0"):
             raise ValueError(f"{attr_path}: attribute {col!r} must be -1/1 (or 0/1); got {v!r}")
         return int(int(v) > 0)
 
+    img_dir = "img_align_celeba"
+    if (root / img_dir / img_dir).is_dir():  # the Kaggle zip unpacks into img_align_celeba/img_align_celeba/
+        img_dir = f"{img_dir}/{img_dir}"
     recs = []
-    for r in attrs:
-        iid = r["image_id"]
+    for iid, tv, cv in table:
         if iid not in split_of:
             raise KeyError(f"{part_path} has no partition for image {iid!r}")
-        recs.append(
-            (f"img_align_celeba/{iid}", split_of[iid], pm1(r[target], target), pm1(r[confounder], confounder))
-        )
+        recs.append((f"{img_dir}/{iid}", split_of[iid], pm1(tv, target), pm1(cv, confounder)))
     return _build(root, recs, check_files, "CelebA")
+
+
+def group_counts(split_ds, n_groups: int | None = None) -> torch.Tensor:
+    """Examples per group of a split, read from its ``group`` column (no image is decoded)."""
+    ds = getattr(split_ds, "ds", split_ds)
+    if "group" not in getattr(ds, "column_names", ()):
+        raise KeyError(f"dataset lacks a 'group' column; columns: {getattr(ds, 'column_names', None)}")
+    g = torch.as_tensor(ds["group"], dtype=torch.long)
+    n = int(n_groups) if n_groups is not None else (int(g.max()) + 1 if len(g) else 0)
+    if len(g) and (int(g.min()) < 0 or int(g.max()) >= n):
+        raise ValueError(f"group ids must be in [0, {n}), got values in [{int(g.min())}, {int(g.max())}]")
+    return torch.bincount(g, minlength=n)[:n]
 
 
 class ImageGroupDataset(torch.utils.data.Dataset):
@@ -175,6 +264,16 @@ class ImageGroupDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.ds)
+
+    @property
+    def groups(self) -> torch.Tensor:
+        """Group id of every item, from the metadata column (no image is decoded)."""
+        return torch.as_tensor(self.ds["group"], dtype=torch.long)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Label of every item, from the metadata column (no image is decoded)."""
+        return torch.as_tensor(self.ds["label"], dtype=torch.long)
 
     def __getitem__(self, i):
         row = self.ds[int(i)]

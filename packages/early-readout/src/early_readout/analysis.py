@@ -1,4 +1,4 @@
-"""Readout analysis: do the early readout's mistakes fall in the minority groups? (notes §1.7, §3.4 E1)
+"""Readout analysis: do the early readout's mistakes fall in the minority groups? (DESIGN.md §1.7, §3.4 E1)
 
 The paper's observation is that early readouts "automatically identify problem instances or groups
 in the form of confident, incorrect predictions". Measured here as precision (share of the readout's

@@ -8,7 +8,7 @@ needs ``batch_schema=("x", "y", "idx")``. A batch whose length differs from the 
 (a ``(x, y, group)`` loader is no longer read as ``(x, y, idx)``), and so is an index column that cannot
 be one (not integer, not one value per example, repeated inside the batch). A mapping with keys
 ``x``, ``y``, ``idx`` (and optionally ``g``) names its own fields. Weights are looked up by ``idx``,
-never by batch position (notes §6.4), so shuffling, subsets and distributed samplers cannot misalign them.
+never by batch position (DESIGN.md §6.4), so shuffling, subsets and distributed samplers cannot misalign them.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class IndexedDataset(Dataset):
         self.base = base
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.base)  # type: ignore[arg-type]  # torch's Dataset has no __len__ in its stub; ours are sized
 
     def __getitem__(self, i: int):
         item = self.base[i]

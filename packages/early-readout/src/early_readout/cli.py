@@ -18,7 +18,10 @@ import sys
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
+    apply_runtime_args,
     check_out_dir,
     existing_dir,
     existing_file,
@@ -53,6 +56,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument(
+        "--workers", type=nonneg_int, default=0, help="DataLoader worker processes for image datasets"
+    )
+    add_runtime_args(p)
     add_debug_flag(p)
 
 
@@ -62,6 +69,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--readout-layer", default="layer1", help="student module feeding the readout")
     p.add_argument("--readout-head", default="auto", choices=("auto", "basicblock", "linear", "mlp"))
+    p.add_argument(
+        "--pretrained",
+        type=existing_file,
+        help="local backbone weights for the student (timm/torchvision .pth or .safetensors; no downloads)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--teacher-ckpt",
         type=existing_file,
         help="load teacher weights from this file instead of training one",
+    )
+    t.add_argument(
+        "--teacher-pretrained",
+        type=existing_file,
+        help="local backbone weights to start the teacher from (before its training)",
     )
     t.add_argument("--teacher-method", default="erm", choices=("erm", "group_dro"))
     t.add_argument("--teacher-epochs", type=positive_int, default=150)
@@ -111,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="early-readout-run", help="output folder (student.pt, weights.pt, metrics)"
     )
     t.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
-    t.add_argument("--device", default=None)
 
     a = sub.add_parser(
         "analyze-readout", help="fit a fresh readout on a student and report its mistakes by group"
@@ -129,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("smoke", help="one-seed SpuriousDigits comparison of KD, early readout and controls")
     s.add_argument("--seed", type=nonneg_int, default=0)
     s.add_argument("--epochs", type=positive_int, default=30)
+    add_runtime_args(s)
     add_debug_flag(s)
+    add_bench_command(sub, "early-readout")
     return p
 
 
@@ -155,13 +173,22 @@ def _line(e: BaseException) -> str:
     return first_line(e).strip("'\"")
 
 
-def _model(name: str, splits, what: str):
+def _model(name: str, splits, what: str, pretrained=None):
     from .models import build_model
 
     try:
-        return build_model(name, splits.input_shape, splits.num_classes)
+        model = build_model(name, splits.input_shape, splits.num_classes)
     except (ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"--{what} {name!r}: {_line(e)}") from e
+    if pretrained is not None:
+        from .models import load_pretrained
+
+        flag = "--pretrained" if what == "student" else f"--{what}-pretrained"
+        try:
+            load_pretrained(model, pretrained)
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise UserError(f"{flag}: {_line(e)}") from None
+    return model
 
 
 def _check_readout_layer(student, layer: str) -> None:
@@ -173,7 +200,9 @@ def _check_readout_layer(student, layer: str) -> None:
         raise UserError(f"--readout-layer: {_line(e)}") from None
 
 
-def _loaders(args, splits):
+def _loaders(args, splits, device=None):
+    """(train, validation, test, train-in-order) loaders: fast in-memory slices for the synthetic data,
+    DataLoaders with ``--workers`` processes (images decoded on access) for the image datasets."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -184,20 +213,28 @@ def _loaders(args, splits):
             TensorLoader(splits.train, batch_size=args.batch_size, shuffle=True),
             TensorLoader(splits.validation, batch_size=256),
             TensorLoader(splits.test, batch_size=256),
+            TensorLoader(splits.train, batch_size=256),
         )
+    kw = {
+        "num_workers": args.workers,
+        "pin_memory": device is not None and device.type == "cuda",
+        "persistent_workers": args.workers > 0,
+    }
+    eval_bs = max(args.batch_size, 64)
     return (
-        DataLoader(splits.train, batch_size=args.batch_size, shuffle=True),
-        DataLoader(splits.validation, batch_size=256),
-        DataLoader(splits.test, batch_size=256),
+        DataLoader(splits.train, batch_size=args.batch_size, shuffle=True, **kw),
+        DataLoader(splits.validation, batch_size=eval_bs, **kw),
+        DataLoader(splits.test, batch_size=eval_bs, **kw),
+        DataLoader(splits.train, batch_size=eval_bs, **kw),
     )
 
 
-def cmd_train(args) -> dict:
+def cmd_train(args, device) -> dict:
     import torch
-    from torch.utils.data import DataLoader
 
-    from paperworks_shared.files import atomic_torch_save, atomic_write_json
-    from paperworks_shared.repro import pick_device, seed_everything
+    from paperworks_shared.checkpoint import save_checkpoint
+    from paperworks_shared.files import atomic_write_json
+    from paperworks_shared.repro import seed_everything
 
     from .distill import EarlyReadoutDistiller
     from .errors import CheckpointError
@@ -208,8 +245,8 @@ def cmd_train(args) -> dict:
     out = check_out_dir(args.out)
     splits = _splits(args)
     seed_everything(args.seed)
-    teacher = _model(args.teacher, splits, "teacher")
-    student = _model(args.student, splits, "student")
+    teacher = _model(args.teacher, splits, "teacher", args.teacher_pretrained)
+    student = _model(args.student, splits, "student", args.pretrained)
     _check_readout_layer(student, args.readout_layer)
     if args.teacher_ckpt:
         try:
@@ -224,8 +261,8 @@ def cmd_train(args) -> dict:
             load_checkpoint(ckpt)
         except CheckpointError as e:
             raise UserError(f"{_line(e)} (or pass --no-resume)") from None
-    device = pick_device(args.device)
-    train_dl, val_dl, test_dl = _loaders(args, splits)
+    train_dl, val_dl, test_dl, train_eval_dl = _loaders(args, splits, device)
+    progress = not args.no_progress
     if not args.teacher_ckpt:
         train_teacher(
             teacher,
@@ -235,6 +272,7 @@ def cmd_train(args) -> dict:
             lr=args.teacher_lr,
             n_groups=splits.n_groups,
             device=device,
+            progress=progress,
         )
         save_teacher(teacher, out / "teacher.pt", {"arch": args.teacher, "method": args.teacher_method})
     d = EarlyReadoutDistiller(
@@ -256,7 +294,7 @@ def cmd_train(args) -> dict:
         device=device,
         seed=args.seed,
     )
-    d.cache_teacher_logits(DataLoader(splits.train, batch_size=256))
+    d.cache_teacher_logits(train_eval_dl, progress=progress)
     train_groups = splits.train_groups
     if args.method == "oracle":
         d.set_weights(group_balanced_weights(train_groups, splits.n_groups))
@@ -273,11 +311,14 @@ def cmd_train(args) -> dict:
             train_group_counts=counts,
             checkpoint_dir=out / "ckpt",
             resume=not args.no_resume,
+            progress=progress,
         )
     except CheckpointError as e:
         raise UserError(f"{_line(e)} (or pass --no-resume)") from None
     test = d.evaluate(test_dl, splits.n_groups, counts)
-    atomic_torch_save(d.student.state_dict(), out / "student.pt")
+    save_checkpoint(
+        out / "student.pt", d.student.state_dict(), kind=STUDENT_KIND, meta={"arch": args.student}
+    )
     d.save_weights(out / "weights.pt")
     res = {
         "best_epoch": hist.best_epoch,
@@ -289,7 +330,7 @@ def cmd_train(args) -> dict:
     return res
 
 
-def cmd_analyze(args) -> dict:
+def cmd_analyze(args, device) -> dict:
     import torch
 
     from .analysis import minority_groups, readout_analysis
@@ -297,11 +338,11 @@ def cmd_analyze(args) -> dict:
 
     splits = _splits(args)
     torch.manual_seed(args.seed)
-    student = _model(args.student, splits, "student")
+    student = _model(args.student, splits, "student", args.pretrained)
     _check_readout_layer(student, args.readout_layer)
     if args.student_ckpt:
         _load_student(student, args.student_ckpt)
-    train_dl, _, _ = _loaders(args, splits)
+    train_dl, _, _, train_eval_dl = _loaders(args, splits, device)
     n = len(splits.train)
     d = EarlyReadoutDistiller(
         torch.zeros(n, splits.num_classes),
@@ -313,28 +354,28 @@ def cmd_analyze(args) -> dict:
         readout_epochs=args.readout_epochs,
         readout_lr=args.readout_lr,
         readout_weight_decay=0.0,
+        device=device,
     )
-    d.train_readout(train_dl, progress=True)
-    pred = d.readout_predictions(train_dl)
+    d.train_readout(train_dl, progress=not args.no_progress)
+    pred = d.readout_predictions(train_eval_dl)
     groups = splits.train_groups
     res = readout_analysis(pred["wrong"], groups, minority_groups(groups, splits.n_groups), pred["margin"])
     print(json.dumps(res, indent=1))
     return res
 
 
+STUDENT_KIND = "early-readout-student"
+
+
 def _load_student(student, path) -> None:
-    """Student weights from `train` (a state dict), read with weights_only=True; UserError if unusable."""
-    import torch
+    """Student weights from `train` (a paperworks checkpoint of kind early-readout-student, read with
+    weights_only=True); UserError naming the path if it is missing, corrupt, of another kind or does not fit."""
+    from .errors import CheckpointError, read_checkpoint
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(
-            f"--student-ckpt {str(path)!r} cannot be read safely (corrupt, truncated or not a state dict): "
-            f"{_line(e)}"
-        ) from None
-    if not isinstance(state, dict):
-        raise UserError(f"--student-ckpt {str(path)!r} holds no state dict")
+        state, _ = read_checkpoint(path, kind=STUDENT_KIND)
+    except CheckpointError as e:
+        raise UserError(f"--student-ckpt: {_line(e)}") from None
     try:
         student.load_state_dict(state)
     except RuntimeError as e:
@@ -343,7 +384,7 @@ def _load_student(student, path) -> None:
         ) from None
 
 
-def cmd_smoke(args) -> list[dict]:
+def cmd_smoke(args, device) -> list[dict]:
     from paperworks_shared.bench import markdown_table
 
     from .data import load_splits
@@ -353,9 +394,12 @@ def cmd_smoke(args) -> list[dict]:
     splits = load_splits(s.dataset, seed=args.seed, train_correlation=s.train_correlation, kind=s.kind)
     rows = []
     for m in METHODS:
-        r = run_method(m, args.seed, s, splits)
+        r = run_method(m, args.seed, s, splits, progress=not args.no_progress, device=device)
         rows.append(
-            {k: r.get(k, "") for k in ("method", "test_avg", "test_wga", "readout_minority_share_first")}
+            {
+                k: r.get(k, "")
+                for k in ("method", "test_avg", "test_worst_group_acc", "readout_minority_share_first")
+            }
         )
     print(markdown_table(rows))
     return rows
@@ -363,10 +407,10 @@ def cmd_smoke(args) -> list[dict]:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    {"train": cmd_train, "analyze-readout": cmd_analyze, "smoke": cmd_smoke}[args.cmd](args)
+    if args.cmd == "bench":
+        return int(args.func(args) or 0)
+    device = apply_runtime_args(args)  # --threads, --device (a UserError before any work if unusable)
+    {"train": cmd_train, "analyze-readout": cmd_analyze, "smoke": cmd_smoke}[args.cmd](args, device)
     return 0
 
 

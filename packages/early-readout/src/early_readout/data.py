@@ -27,9 +27,13 @@ class Splits:
 
     @property
     def train_groups(self) -> torch.Tensor:
+        """Group id of every training example, read from metadata (never by decoding images)."""
         if isinstance(self.train, torch.utils.data.TensorDataset):
             return self.train.tensors[2]
-        return torch.tensor([int(self.train[i][2]) for i in range(len(self.train))])
+        groups = getattr(self.train, "groups", None)  # paperworks_shared.group_data.ImageGroupDataset
+        if groups is None:
+            raise TypeError(f"{type(self.train).__name__} exposes no group ids without decoding its items")
+        return torch.as_tensor(groups, dtype=torch.long)
 
 
 def load_splits(
@@ -59,8 +63,25 @@ def load_splits(
             if name == "waterbirds"
             else group_data.load_celeba(data_root)
         )
-        parts = {
+        images: dict[str, torch.utils.data.Dataset] = {
             s: group_data.ImageGroupDataset(dd[s], size=image_size) for s in ("train", "validation", "test")
         }
-        return Splits(parts["train"], parts["validation"], parts["test"], 2, 4, (3, image_size, image_size))
+        return Splits(
+            images["train"], images["validation"], images["test"], 2, 4, (3, image_size, image_size)
+        )
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+
+
+def toy_loaders(splits: Splits, batch_size: int = 64, seed: int = 0):
+    """(train, validation, test) loaders over in-memory splits: the training loader shuffles with its own
+    generator seeded by ``seed``; the others keep dataset order."""
+    from .batches import TensorLoader
+
+    if not isinstance(splits.train, torch.utils.data.TensorDataset):
+        raise TypeError("toy_loaders needs in-memory (TensorDataset) splits; use a DataLoader for image data")
+    gen = torch.Generator().manual_seed(seed)
+    return (
+        TensorLoader(splits.train, batch_size=batch_size, shuffle=True, generator=gen),
+        TensorLoader(splits.validation, batch_size=512),
+        TensorLoader(splits.test, batch_size=512),
+    )

@@ -1,6 +1,6 @@
 """`EarlyReadoutDistiller`: knowledge distillation with per-example weights from an early readout.
 
-Algorithm (notes §1.4, official ``train.py::train / train_aux / reweigh_aux``)::
+Algorithm (DESIGN.md §1.4, official ``train.py::train / train_aux / reweigh_aux``)::
 
     w = 1 (one weight per *dataset index*)
     for epoch e:
@@ -10,7 +10,7 @@ Algorithm (notes §1.4, official ``train.py::train / train_aux / reweigh_aux``):
             run it over the training set; for every example it gets wrong: w_i <- f(margin_i)
             (correctly read-out examples keep their previous weight unless persist_weights=False)
 
-Deliberate differences from the released code (notes §2.3): features reach the readout through a
+Deliberate differences from the released code (DESIGN.md §2.3): features reach the readout through a
 forward hook under ``torch.no_grad()`` with the student in eval mode, so training the readout changes
 no student parameter or BN buffer (the official code flips ``requires_grad`` on the shared stem and
 thereby freezes it for the rest of training; reproducible with ``faithful_freeze_bug=True``).
@@ -31,48 +31,38 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from paperworks_shared.files import atomic_torch_save
+from paperworks_shared.checkpoint import save_checkpoint
 
 from .analysis import minority_groups, readout_analysis
 from .batches import DEFAULT_SCHEMA, check_schema, unpack_batch
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError, first_line, read_checkpoint
 from .losses import NORMALIZE, distill_loss_per_example, normalize_weights
 from .readout import ReadoutHead
 from .taps import FeatureTap, find_module, modules_run_before
 from .weighting import MARGINS, get_weight_fn, margin
 
 CONTROLS = (None, "random")
-CHECKPOINT_FORMAT = "early-readout-ckpt-v2"
+#: `paperworks_shared.checkpoint` kinds of the files this module writes
+FIT_KIND = "early-readout-fit"
+WEIGHTS_KIND = "early-readout-weights"
 _CKPT_KEYS = ("distiller", "optimizer", "torch_rng", "history", "best_state", "epoch")
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a `fit` checkpoint with ``weights_only=True`` (no arbitrary unpickling of a user file);
-    a missing, truncated, foreign or old-format file raises `CheckpointError` naming the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} not found")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, pickle with disallowed globals, not a torch file, ...
+    """Load a `fit` checkpoint (``paperworks_shared.checkpoint`` format, kind ``early-readout-fit``, read
+    with ``weights_only=True``); a missing, truncated, foreign or wrong-kind file raises `CheckpointError`
+    naming the path."""
+    state, _ = read_checkpoint(path, kind=FIT_KIND, map_location=map_location)
+    missing = [k for k in _CKPT_KEYS if k not in state]
+    if missing:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read safely (corrupt, truncated, or not an early-readout "
-            f"checkpoint): {first_line(e)}"
-        ) from e
-    if (
-        not isinstance(blob, dict)
-        or blob.get("format") != CHECKPOINT_FORMAT
-        or any(k not in blob for k in _CKPT_KEYS)
-    ):
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} is not an early-readout {CHECKPOINT_FORMAT} checkpoint; delete it or "
-            "train without resuming"
+            f"{path}: early-readout checkpoint lacks {missing}; delete it or train without resuming"
         )
-    return blob
+    return state
 
 
 SELECTORS = ("val_wga", "val_avg", "val_mean_group", "last")
-_SELECTOR_KEYS = {"val_wga": "val_worst_group", "val_avg": "val_avg", "val_mean_group": "val_mean_group"}
+_SELECTOR_KEYS = {"val_wga": "val_worst_group_acc", "val_avg": "val_avg", "val_mean_group": "val_mean_group"}
 
 
 def infer_num_classes(model: nn.Module) -> int | None:
@@ -91,7 +81,7 @@ def infer_num_classes(model: nn.Module) -> int | None:
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
-    """Put every submodule in eval mode and restore each one's own flag afterwards (notes §6.6)."""
+    """Put every submodule in eval mode and restore each one's own flag afterwards (DESIGN.md §6.6)."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -134,12 +124,12 @@ class EarlyReadoutDistiller:
         readout_lr, readout_weight_decay, readout_momentum: SGD settings of the head; ``None`` = the
             student optimizer's lr / weight decay, as in the official code.
         persist_weights: keep the weights of correctly read-out examples (official) or reset them to 1.
-        max_weight: optional cap on a weight (notes §6.2).
+        max_weight: optional cap on a weight (DESIGN.md §6.2).
         normalize: ``"none"`` (official mean(w*l)), ``"batch"`` (w*B/sum w, default) or ``"global"``.
         control: ``None`` or ``"random"``: up-weight a uniformly random set of the same size with the same
-            weight values as the readout's wrong set (the benchmark control, notes §3.4 E3).
+            weight values as the readout's wrong set (the benchmark control, DESIGN.md §3.4 E3).
         faithful_freeze_bug: reproduce the official code's freezing of every student module up to the
-            readout layer after the first refresh (off by default: it is a bug, notes §2.3-1).
+            readout layer after the first refresh (off by default: it is a bug, DESIGN.md §2.3-1).
         batch_schema: the field layout of every tuple batch the loaders yield, from ``x``, ``y``, ``g``,
             ``idx``, ``_`` (default ``("x", "y", "g", "idx")``; ``("x", "y", "idx")`` for loaders without
             groups). Never guessed: a batch of another length, or an index field that repeats inside a
@@ -247,9 +237,9 @@ class EarlyReadoutDistiller:
         if isinstance(teacher, torch.Tensor):
             self.teacher_logits = teacher.detach().float().to(self.device)
         else:
-            # notes §6.8: the teacher is frozen, in eval mode, and never receives gradients
+            # DESIGN.md §6.8: the teacher is frozen, in eval mode, and never receives gradients
             self.teacher = teacher.to(self.device).eval().requires_grad_(False)
-        #: one weight per training example, indexed by dataset index (notes §6.4)
+        #: one weight per training example, indexed by dataset index (DESIGN.md §6.4)
         self.weights = torch.ones(num_train, device=self.device)
 
     # ------------------------------------------------------------------ teacher
@@ -258,6 +248,8 @@ class EarlyReadoutDistiller:
         """Run the teacher once over ``loader`` and keep its logits by dataset index (valid without
         augmentation, as in the official setup); later batches read the cache instead of the teacher."""
         if self.teacher is None:
+            if self.teacher_logits is None:
+                raise RuntimeError("the distiller has neither a teacher module nor teacher logits")
             return self.teacher_logits
         out = torch.full((self.num_train, self.num_classes), float("nan"), device=self.device)
         self.teacher.eval()
@@ -278,6 +270,8 @@ class EarlyReadoutDistiller:
     def _teacher(self, b) -> torch.Tensor:
         if self.teacher_logits is not None:
             return self.teacher_logits[b.idx]
+        if self.teacher is None:
+            raise RuntimeError("the distiller has neither a teacher module nor teacher logits")
         with torch.no_grad():
             return self.teacher(b.x)
 
@@ -293,7 +287,7 @@ class EarlyReadoutDistiller:
             )
 
     def _check_full_pass(self, idx: torch.Tensor, what: str) -> None:
-        """A pass over the training set must yield every dataset index exactly once (notes §1.4: the
+        """A pass over the training set must yield every dataset index exactly once (DESIGN.md §1.4: the
         readout runs over all training data), else the weights would silently go to a few examples."""
         counts = torch.bincount(idx.long().cpu(), minlength=self.num_train)
         if (counts > 1).any():
@@ -371,8 +365,8 @@ class EarlyReadoutDistiller:
                     # a fresh head at every refresh (official Projector.refresh())
                     if isinstance(self.head, ReadoutHead) and self.head.fc is None:
                         self.head.build(feats)
-                    elif hasattr(self.head, "reset_parameters"):
-                        self.head.reset_parameters()
+                    elif callable(getattr(self.head, "reset_parameters", None)):
+                        self.head.reset_parameters()  # type: ignore[operator]  # a user head's own method
                     opt = self._readout_optimizer(student_opt)
                 logits = self.head(feats)
                 loss = F.cross_entropy(logits, b.y.long())
@@ -426,7 +420,7 @@ class EarlyReadoutDistiller:
             self.weights.fill_(1.0)
         self.weights[target] = new_w
         if (pred["g"] >= 0).all() and len(pred["g"]):
-            # readout analysis (notes §1.7): share of the readout's mistakes in the minority groups, when the
+            # readout analysis (DESIGN.md §1.7): share of the readout's mistakes in the minority groups, when the
             # loader carries group labels (used only for reporting, never for the weights)
             minority = minority_groups(pred["g"])
             if minority:
@@ -450,7 +444,7 @@ class EarlyReadoutDistiller:
         return stats
 
     def _freeze_like_official(self, loader) -> None:
-        """Reproduce the official side effect: stem..readout layer get requires_grad=False (notes §2.3-1)."""
+        """Reproduce the official side effect: stem..readout layer get requires_grad=False (DESIGN.md §2.3-1)."""
         b = self._unpack(next(iter(loader)))
         with eval_mode(self.student):
             names = modules_run_before(self.student, self.readout_layer, b.x[:2])
@@ -473,20 +467,16 @@ class EarlyReadoutDistiller:
         self.weights = weights.to(self.device).clone()
 
     def save_weights(self, path: str | Path) -> None:
-        """Write the weight vector atomically (temp file + rename)."""
-        atomic_torch_save({"weights": self.weights.cpu(), "num_train": self.num_train}, path)
+        """Write the weight vector atomically (``paperworks_shared.checkpoint``, kind ``early-readout-weights``)."""
+        save_checkpoint(
+            path, {"weights": self.weights.cpu()}, kind=WEIGHTS_KIND, meta={"num_train": self.num_train}
+        )
 
     def load_weights(self, path: str | Path) -> None:
         """Load weights saved by `save_weights`; refuses a file from a dataset of another size."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"weights file {str(path)!r} not found")
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"weights file {str(path)!r} cannot be read safely: {first_line(e)}") from e
-        n = blob.get("num_train") if isinstance(blob, dict) else None
-        w = blob.get("weights") if isinstance(blob, dict) else blob
+        state, meta = read_checkpoint(path, kind=WEIGHTS_KIND)
+        n = meta.get("num_train")
+        w = state.get("weights")
         if not isinstance(w, torch.Tensor) or w.dim() != 1:
             raise CheckpointError(f"weights file {str(path)!r} holds no 1-D weight tensor")
         if n is not None and n != self.num_train or len(w) != self.num_train:
@@ -655,13 +645,13 @@ class EarlyReadoutDistiller:
                 cb(epoch, rec)
             bar.set_postfix(
                 loss=f"{rec['train_loss']:.3f}",
-                **({"val_wga": f"{rec['val_worst_group']:.3f}"} if "val_worst_group" in rec else {}),
+                **({"val_wga": f"{rec['val_worst_group_acc']:.3f}"} if "val_worst_group_acc" in rec else {}),
             )
             if ckpt is not None:
                 # only tensors, numbers, strings and containers: loadable with weights_only=True
-                atomic_torch_save(
+                save_checkpoint(
+                    ckpt,
                     {
-                        "format": CHECKPOINT_FORMAT,
                         "distiller": self.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "torch_rng": torch.get_rng_state(),
@@ -669,7 +659,7 @@ class EarlyReadoutDistiller:
                         "best_state": best_state,
                         "epoch": epoch,
                     },
-                    ckpt,
+                    kind=FIT_KIND,
                 )
         if restore_best and best_state is not None:
             self.student.load_state_dict(best_state)

@@ -7,7 +7,7 @@ Notes §1.2 (official ``loss.py::LossComputer.loss_kd``)::
     l(i)    = w_i * (kd_alpha * l_KD(i) + (1 - kd_alpha) * l_CE(i))
 
 The official batch loss is the plain ``mean(w * l)`` (``normalize="none"``). Because the weights reach
-~50, notes §6.1 recommends per-batch normalisation ``w * B / sum(w)`` (``"batch"``, our default) or a
+~50, DESIGN.md §6.1 recommends per-batch normalisation ``w * B / sum(w)`` (``"batch"``, our default) or a
 global one ``w / mean(w_all)`` (``"global"``). Weights are normalised *before* the mean, so with all
 weights equal to 1 every mode returns exactly the plain KD mean.
 """

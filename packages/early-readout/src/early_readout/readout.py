@@ -1,11 +1,11 @@
 """The early-readout head: a small classifier trained on the student's detached early features.
 
-Official head (notes §1.3, ``local_models.py::Projector``): a BasicBlock *without* the residual
+Official head (DESIGN.md §1.3, ``local_models.py::Projector``): a BasicBlock *without* the residual
 connection (conv3x3-BN-ReLU-conv3x3-BN-ReLU, C -> 2C channels) -> global average pool -> Linear. The
 official output size is hard-coded to 2; here it is ``num_classes``. ``kind="linear"`` (pool -> Linear)
 and ``kind="mlp"`` (pool -> Linear-ReLU-Linear) are cheaper variants; ``"auto"`` picks the BasicBlock for
 feature maps (B, C, H, W) and the linear head for vectors (B, C) or token sequences (B, T, C, mean-pooled
-over T, an extension for text models; notes §6.12).
+over T, an extension for text models; DESIGN.md §6.12).
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ class ReadoutHead(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if self.fc is None:
             self.build(feats)
+        fc, body = self.fc, self.body
+        if fc is None or body is None:  # build() sets both; guards the Optional types
+            raise RuntimeError("ReadoutHead.build did not create the head")
         if self.resolved_kind == "basicblock":
-            return self.fc(_pool(self.body(feats)))
-        return self.fc(self.body(_pool(feats)))
+            return fc(_pool(body(feats)))
+        return fc(body(_pool(feats)))

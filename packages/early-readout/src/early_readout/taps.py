@@ -1,6 +1,6 @@
 """Forward-hook taps on a named module: how the early readout sees the student's early features.
 
-The official code slices a torchvision ResNet by hand (``SemiResNet`` = conv1..layer1, notes §1.3);
+The official code slices a torchvision ResNet by hand (``SemiResNet`` = conv1..layer1, DESIGN.md §1.3);
 here any ``nn.Module`` works (torchvision ``layer1``, timm ``stages.0`` / ``layer1``, HF
 ``encoder.layer.2``, plain ``Sequential`` indices ``"1"``) because the module is found by its dotted
 name in ``named_modules()``. With ``stop=True`` the forward pass is aborted right after the tapped module,
@@ -53,7 +53,7 @@ class FeatureTap:
         self.detach = detach
         self.stop = stop
         self.output: torch.Tensor | None = None
-        self._handle = None
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
 
     def _hook(self, module, inputs, output):
         t = _first_tensor(output)
@@ -94,7 +94,7 @@ class FeatureTap:
 def modules_run_before(model: nn.Module, module_name: str, x) -> list[str]:
     """Names of the submodules that finish their forward no later than ``module_name`` does.
 
-    Used only by the faithfulness flag that reproduces the official freezing bug (notes §2.3-1): the
+    Used only by the faithfulness flag that reproduces the official freezing bug (DESIGN.md §2.3-1): the
     official ``SemiResNet`` = every module computed up to the readout layer.
     """
     done: list[str] = []

@@ -1,9 +1,9 @@
 """Teacher side (deliverable 2): train a teacher with ERM or Group DRO, or load one; cache its logits.
 
 The official runs distil a frozen teacher (ERM, or a Group-DRO ResNet-50 for dedier on CUB/CelebA,
-notes §1.5). Group DRO follows Sagawa et al. (ICLR 2020), online version: group weights
-``q_g <- q_g * exp(eta * loss_g)``, renormalised, and the loss is ``sum_g q_g * loss_g`` over the groups
-present in the batch. It needs training group labels, which only the teacher uses; the student's
+DESIGN.md §1.5). Group DRO is `paperworks_shared.dro.GroupDROLoss` (Sagawa et al., ICLR 2020, online
+version: ``q_g <- q_g * exp(eta * loss_g)`` renormalised, loss ``sum_g q_g * loss_g``; shared with
+feature-sieve, issue 20.7). It needs training group labels, which only the teacher uses; the student's
 distillation never sees a group label.
 """
 
@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from paperworks_shared.files import atomic_torch_save
+from paperworks_shared.checkpoint import save_checkpoint
+from paperworks_shared.dro import GroupDROLoss
 
 from .batches import DEFAULT_SCHEMA, unpack_batch
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError, first_line, read_checkpoint
 
 METHODS = ("erm", "group_dro")
 
@@ -46,7 +47,7 @@ def train_teacher(
         raise ValueError("Group DRO needs n_groups (and group labels in every batch)")
     model.to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    q = torch.ones(n_groups or 1, device=device) / (n_groups or 1)
+    dro = GroupDROLoss(n_groups, eta=dro_eta).to(device) if method == "group_dro" and n_groups else None
     for _ in tqdm(range(epochs), desc=f"teacher ({method})", disable=not progress):
         for raw in loader:
             b = unpack_batch(raw, batch_schema).to(device)
@@ -54,15 +55,9 @@ def train_teacher(
             if method == "erm":
                 loss = losses.mean()
             else:
-                if b.g is None:
+                if b.g is None or dro is None:
                     raise ValueError("Group DRO needs group labels: batches must be (x, y, g, idx)")
-                onehot = F.one_hot(b.g.long(), n_groups).float()  # (B, G)
-                counts = onehot.sum(0)
-                g_loss = (onehot * losses[:, None]).sum(0) / counts.clamp_min(1)
-                with torch.no_grad():
-                    q = q * torch.exp(dro_eta * g_loss * (counts > 0))
-                    q = q / q.sum()
-                loss = (q * g_loss).sum()
+                loss = dro(losses, b.g.long())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -94,34 +89,25 @@ def compute_logits(
     return out
 
 
+TEACHER_KIND = "early-readout-teacher"
+
+
 def save_teacher(model: nn.Module, path: str | Path, meta: dict | None = None) -> None:
-    """Save the teacher's weights (a state dict and a metadata dict: loadable with weights_only=True),
-    atomically (temp file + rename)."""
-    atomic_torch_save({"state_dict": model.state_dict(), "meta": meta or {}}, path)
+    """Save the teacher's weights atomically as a ``paperworks_shared.checkpoint`` of kind
+    ``early-readout-teacher`` (loadable with weights_only=True)."""
+    save_checkpoint(path, model.state_dict(), kind=TEACHER_KIND, meta=meta)
 
 
 def load_teacher(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights saved by `save_teacher` (or a bare state_dict) into ``model``; eval, grads off.
+    """Load weights saved by `save_teacher` into ``model``; eval mode, grads off.
 
-    The file is read with ``weights_only=True``; a missing, corrupt or foreign file raises
-    `CheckpointError` naming the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"teacher checkpoint {str(path)!r} not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"teacher checkpoint {str(path)!r} cannot be read safely (corrupt, truncated or not a state dict): "
-            f"{first_line(e)}"
-        ) from e
-    state = blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
-    if not isinstance(state, dict):
-        raise CheckpointError(f"teacher checkpoint {str(path)!r} holds no state dict")
+    The file is read with ``weights_only=True``; a missing, corrupt, foreign or wrong-kind file (e.g. a
+    student checkpoint) or one that does not fit ``model`` raises `CheckpointError` naming the path."""
+    state, _ = read_checkpoint(path, kind=TEACHER_KIND)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(
-            f"teacher checkpoint {str(path)!r} does not fit the {type(model).__name__} built: {first_line(e)}"
+            f"{path}: teacher checkpoint does not fit the {type(model).__name__} built: {first_line(e)}"
         ) from e
     return model.eval().requires_grad_(False)

@@ -44,14 +44,14 @@ def margin(probs: torch.Tensor, targets: torch.Tensor | None = None, kind: str =
 
 
 def exp_pow_weights(m: torch.Tensor, alpha: float = 0.05, beta: float = 4.0) -> torch.Tensor:
-    """Final-code formula ``exp(beta * m ** alpha)`` (notes §1.4). With alpha≈0 this is ~e^beta for any m>0."""
+    """Final-code formula ``exp(beta * m ** alpha)`` (DESIGN.md §1.4). With alpha≈0 this is ~e^beta for any m>0."""
     if alpha <= 0:
         raise ValueError(f"exp_pow needs alpha > 0, got {alpha}")
     return torch.exp(beta * m.clamp(0.0, 1.0) ** alpha)
 
 
 def affine_exp_weights(m: torch.Tensor, alpha: float = 4.0, beta: float = 5.0) -> torch.Tensor:
-    """Aug-2023 formula ``alpha * (exp(beta * m) - 1) + 1`` (notes §1.4, [HIST]); strongly margin-dependent."""
+    """Aug-2023 formula ``alpha * (exp(beta * m) - 1) + 1`` (DESIGN.md §1.4, [HIST]); strongly margin-dependent."""
     return alpha * (torch.exp(beta * m.clamp(0.0, 1.0)) - 1.0) + 1.0
 
 
