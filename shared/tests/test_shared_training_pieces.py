@@ -86,6 +86,13 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     torn.write_bytes(p.read_bytes()[:50])
     with pytest.raises(CheckpointError, match="torn.pt: not a readable torch checkpoint"):
         load_checkpoint(torn, kind="student")
+    for k, junk in enumerate(
+        [b"\x80\x02]q\x00(K\x01e.", bytes(range(256)) * 4, b"PK\x03\x04" + b"\x00" * 60]
+    ):
+        bad = tmp_path / f"junk{k}.pt"
+        bad.write_bytes(junk)
+        with pytest.raises(CheckpointError, match=f"junk{k}.pt"):
+            load_checkpoint(bad, kind="student")
     plain = tmp_path / "plain.pt"
     torch.save({"weight": torch.zeros(2)}, plain)
     with pytest.raises(CheckpointError, match="not a paperworks checkpoint"):
