@@ -198,3 +198,11 @@ def test_json_output_is_atomic_strict_json(tmp_path, capsys, monkeypatch):
         _emit([{"method": "x", "ppl": 1.0}], type("A", (), {"out": str(out_dir), "cmd": "ppl"})())
     assert json.loads(out.read_text()) == rows
     assert [p.name for p in out.parent.iterdir()] == ["ppl.json"]
+
+
+def test_alias_usage_line_names_the_alias(monkeypatch, capsys):
+    """`xquant --help` says `usage: xquant`, `xquant-eval --help` says `usage: xquant-eval` (same program)."""
+    for name in ("xquant", "xquant-eval"):
+        monkeypatch.setattr("sys.argv", [f"/venv/bin/{name}"])
+        assert main(["--help"]) == 0
+        assert capsys.readouterr().out.startswith(f"usage: {name} ")

@@ -324,9 +324,9 @@ def _common_method_args(p, group=64):
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "xquant-eval") -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="xquant-eval",
+        prog=prog,
         description="Evaluate XQuant / XQuant-CL caches (arXiv 2508.10395) against FP16 and KIVI baselines.",
         epilog="Models: tiny:ARCH | pretrained:ARCH@SCALE | local folder. " + METHOD_HELP,
     )
@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(_prog()).parse_args(argv)  # usage line names the script that was run
     if getattr(args, "out", None):
         check_out_dir(args.out)  # before any model loading or evaluation
     if args.cmd == "memory" and args.model:
