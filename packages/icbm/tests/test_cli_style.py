@@ -79,3 +79,19 @@ def test_old_single_file_checkpoints_still_load(tmp_path):
     assert cfg2 == cfg
     for a, b in zip(model.state_dict().values(), back.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_checkpoint_meta_round_trip(tmp_path):
+    """The config stored with the weights comes back exactly (mutation-pass survivor: `extra or {}`)."""
+    import icbm
+    from icbm.checkpoint import save_checkpoint
+
+    groups = icbm.ConceptGroups.singletons(3)
+    model = icbm.linear_cbm(5, groups, 2, hidden=4)
+    save_checkpoint(model, tmp_path / "a.pt", 5, 2, hidden=4)
+    save_checkpoint(model, tmp_path / "b.pt", 5, 2, hidden=4, extra={"source": "x"})
+    _, a = load_checkpoint(tmp_path / "a.pt")
+    _, b = load_checkpoint(tmp_path / "b.pt")
+    assert a["extra"] == {} and b["extra"] == {"source": "x"}
+    assert (a["in_features"], a["n_classes"], a["hidden"]) == (5, 2, 4)
+    assert icbm.ConceptGroups.from_dict(a["groups"]) == groups
