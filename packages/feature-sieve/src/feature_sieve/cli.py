@@ -194,7 +194,7 @@ def _build(args: argparse.Namespace, data: dict, pretrained: bool = True):
     try:
         model = build_model(args.model, shape[0], 2, shape[1:], args.width, pretrained=path)
     except PretrainedError as e:
-        raise UserError(f"--pretrained {path}: {_line(e)}") from None
+        raise UserError(f"--pretrained: {_line(e)}") from None
     except (ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"--model {args.model!r}: {_line(e)}") from None
     return model, shape
