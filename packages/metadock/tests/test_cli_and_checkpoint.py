@@ -30,7 +30,33 @@ def no_work(monkeypatch):
     monkeypatch.setattr("metadock.cli._pools", boom)
 
 
-def _bad_inputs(tmp, ck):
+def _legacy_folder(dock, path, *, checksum=True):
+    """A checkpoint folder in the pre-shared format (config.json + model.pt, v2 with a file checksum)."""
+    path.mkdir()
+    torch.save(dock.state_dict(), path / "model.pt")
+    cfg = {
+        "net": dock.net.config,
+        "budget": dock.budget,
+        "granularity": dock.granularity,
+        "budget_weight": dock.schedule.weight,
+        "budget_weight_schedule": dock.schedule.weight_schedule,
+        "budget_schedule": dock.schedule.budget_schedule,
+        "l1": dock.l1,
+    }
+    if checksum:
+        cfg.update(format="metadock-checkpoint", version=2)
+        cfg["model_pt"] = {
+            "sha256": checkpoint._sha256(path / "model.pt"),
+            "bytes": (path / "model.pt").stat().st_size,
+        }
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+def _bad_inputs(tmp, ckdir):
+    from paperworks_shared.checkpoint import save_checkpoint
+
+    ck = _legacy_folder(md.MetaDOCK(md.Conv4(1, 3, 4, 8), budget=0.5), tmp / "legacy-ok")
     (tmp / "afile").write_text("x")
     (tmp / "busy").mkdir()
     (tmp / "busy" / "notes.txt").write_text("keep me")
@@ -52,9 +78,34 @@ def _bad_inputs(tmp, ck):
         cfg.pop(k)
     (legacy / "config.json").write_text(json.dumps(cfg))
     (legacy / "model.pt").write_bytes(b"not a torch file")
+    torn = tmp / "torn"
+    torn.mkdir()
+    (torn / "checkpoint.pt").write_bytes((ckdir / "checkpoint.pt").read_bytes()[:300])
+    foreign = tmp / "foreign"
+    save_checkpoint(foreign / "checkpoint.pt", {"w": torch.zeros(2)}, kind="icbm")
+    plain = tmp / "plain"
+    plain.mkdir()
+    torch.save({"w": torch.zeros(2)}, plain / "checkpoint.pt")
+    flipped = tmp / "flipped"
+    flipped.mkdir()
+    state, meta = __import__("paperworks_shared.checkpoint").checkpoint.load_checkpoint(
+        ckdir / "checkpoint.pt", kind="metadock"
+    )
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4)
+    state[key] = state[key].clone()
+    state[key].view(-1)[3] += 1.0
+    save_checkpoint(flipped / "checkpoint.pt", state, kind="metadock", meta=meta)
     out = str(tmp / "new")
-    E = ["evaluate", str(ck), "--classes", "5", "3", "3", "--per-class", "6", "--query", "2"]
-    return [
+    E = ["evaluate", str(ckdir), "--classes", "5", "3", "3", "--per-class", "6", "--query", "2"]
+    no_cuda = (
+        []
+        if torch.cuda.is_available()
+        else [
+            (["train", "--device", "cuda", "--out", out], "CUDA is not available"),
+            (["evaluate", str(ckdir), "--device", "cuda:0"], "CUDA is not available"),
+        ]
+    )
+    return no_cuda + [
         (["train", "--steps", "-3", "--out", out], "--steps"),
         (["train", "--steps", "0", "--out", out], "--steps"),
         (["train", "--budget", "0", "--out", out], "--budget"),
@@ -66,16 +117,25 @@ def _bad_inputs(tmp, ck):
         (["train", "--img", "4", "--out", out], "--img"),
         (["train", "--seed", "-1", "--out", out], "--seed"),
         (["train", "--classes", "5", "0", "3", "--out", out], "--classes"),
-        (["train", "--data", "cifar-fs", "--out", out], "needs --path"),
+        (["train", "--data", "cifar-fs", "--out", out], "needs --data-root"),
+        (["train", "--data", "cifar-fs", "--data-root", str(tmp / "nodir"), "--out", out], "--data-root"),
+        (["train", "--device", "gpu", "--out", out], "--device"),
+        (["train", "--device", "cuda:x", "--out", out], "--device"),
+        (["train", "--threads", "0", "--out", out], "--threads"),
+        (["evaluate", str(ckdir), "--threads", "-2"], "--threads"),
         (["train", "--data", "cifar-fs", "--path", str(tmp / "nodir"), "--out", out], "--path"),
         (["train", "--data", "digits", "--out", out], "only 38 classes"),
         (["train", *TINY[:6], "--ways", "9", "--out", out], "--ways 9"),
         (["train", "--per-class", "10", "--out", out], "--per-class 10"),
-        (["train", "--out", str(tmp / "afile" / "ck")], "is not a directory"),
+        (["train", "--out", str(tmp / "afile" / "ck")], "is not writable: Not a directory"),
         (["train", "--out", str(tmp / "afile")], "not a folder"),
-        (["train", "--out", str(tmp / "busy")], "refusing to replace"),
         (["evaluate", str(tmp / "missing")], "no such checkpoint folder"),
-        (["evaluate", str(tmp / "afile")], "not a checkpoint folder"),
+        (["evaluate", str(tmp / "afile")], "not a readable torch checkpoint"),
+        (["evaluate", str(tmp / "busy")], "checkpoint.pt is missing"),
+        (["evaluate", str(torn)], "not a readable torch checkpoint"),
+        (["evaluate", str(foreign)], "expected 'metadock'"),
+        (["evaluate", str(plain)], "not a paperworks checkpoint"),
+        (["evaluate", str(flipped)], "do not match the checksum"),
         (["evaluate", str(half)], "model.pt is missing"),
         (["evaluate", str(trunc)], "does not match the checksum"),
         (["evaluate", str(badjson)], "not valid JSON"),
@@ -84,10 +144,10 @@ def _bad_inputs(tmp, ck):
         ([*E, "--img", "16"], "--img 16 does not match"),
         ([*E, "--ways", "5"], "--ways 5 does not match"),
         ([*E[:2], "--per-class", "4"], "--per-class 4"),
-        (["export", str(ck), "--out", str(tmp)], "is a directory"),
-        (["export", str(ck), "--out", str(tmp / "afile" / "x.pt")], "is not a directory"),
-        (["export", str(ck), "--task-index", "-1", "--out", str(tmp / "x.pt")], "--task-index"),
-        (["export", str(tmp / "half"), "--out", str(tmp / "x.pt")], "model.pt is missing"),
+        (["export", str(ckdir), "--out", str(tmp / "afile")], "exists and is not a directory"),
+        (["export", str(ckdir), "--out", str(tmp / "afile" / "sub")], "is not writable"),
+        (["export", str(ckdir), "--task-index", "-1", "--out", str(tmp / "x")], "--task-index"),
+        (["export", str(tmp / "half"), "--out", str(tmp / "x")], "model.pt is missing"),
     ]
 
 
@@ -101,6 +161,7 @@ def test_bad_input_table(tmp_path, ckpt, capsys, no_work):
         assert err.strip().splitlines()[-1].startswith(("metadock: error:", "metadock ")), err
     assert (tmp_path / "busy" / "notes.txt").read_text() == "keep me"
     assert not (tmp_path / "new").exists()
+    assert not (tmp_path / "x").exists()
 
 
 def test_debug_flag_shows_the_traceback(tmp_path):
@@ -111,15 +172,19 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 
 
 def test_checkpoint_round_trip_and_atomic_replace(tmp_path, make_dock, monkeypatch):
+    from paperworks_shared.checkpoint import load_checkpoint
+
     dock = make_dock()
     path = checkpoint.save(dock, tmp_path / "ck")
-    assert sorted(p.name for p in (tmp_path).iterdir()) == ["ck"]  # no staging folder left behind
+    assert sorted(p.name for p in path.iterdir()) == ["checkpoint.pt"]  # no temp file left behind
+    state, meta = load_checkpoint(path / "checkpoint.pt", kind="metadock")  # the one shared format
+    assert meta["net"] == dock.net.config and set(state) == set(dock.state_dict())
     back, cfg = checkpoint.load(path)
-    assert cfg["format"] == "metadock-checkpoint"
+    assert cfg["budget"] == dock.budget
     for (k, a), (k2, b) in zip(dock.state_dict().items(), back.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
-    # a crash while writing model.pt leaves the old checkpoint intact and no half folder
-    old = (path / "model.pt").read_bytes()
+    # a crash while writing leaves the old checkpoint intact (atomic rename)
+    old = (path / "checkpoint.pt").read_bytes()
     real_save = torch.save
 
     def crash(obj, f, *a, **k):
@@ -132,15 +197,27 @@ def test_checkpoint_round_trip_and_atomic_replace(tmp_path, make_dock, monkeypat
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save(make_dock(seed=1), path)
     monkeypatch.setattr(torch, "save", real_save)
-    assert (path / "model.pt").read_bytes() == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    assert (path / "checkpoint.pt").read_bytes() == old
+    assert sorted(p.name for p in path.iterdir()) == ["checkpoint.pt"]
     checkpoint.load(path)
-    # a checkpoint is never written over a folder holding other files
+    # other files in the --out folder are left alone
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "data.csv").write_text("1")
-    with pytest.raises(checkpoint.CheckpointError, match="refusing to replace"):
-        checkpoint.save(dock, tmp_path / "other")
-    # flipping one byte of model.pt is caught by the checksum
+    checkpoint.save(dock, tmp_path / "other")
+    assert (tmp_path / "other" / "data.csv").read_text() == "1"
+    # a checkpoint is never written where a file is
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(checkpoint.CheckpointError, match="not a folder"):
+        checkpoint.save(dock, tmp_path / "afile")
+
+
+def test_legacy_folders_still_load_and_are_checked(tmp_path, make_dock):
+    dock = make_dock()
+    path = _legacy_folder(dock, tmp_path / "old")
+    back, _ = checkpoint.load(path)
+    for a, b in zip(dock.state_dict().values(), back.state_dict().values()):
+        assert torch.equal(a, b)
+    # flipping one byte of model.pt is caught by the legacy checksum
     blob = bytearray((path / "model.pt").read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     (path / "model.pt").write_bytes(bytes(blob))

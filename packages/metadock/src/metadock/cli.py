@@ -8,14 +8,15 @@ end with one line `metadock: error: ...` and exit code 2 (`--debug` shows the tr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from paperworks_shared.cli import (
     UserError,
+    add_bench_command,
     add_debug_flag,
+    add_runtime_args,
+    apply_runtime_args,
     check_out_dir,
-    check_out_file,
     existing_dir,
     fraction,
     int_range,
@@ -25,8 +26,10 @@ from paperworks_shared.cli import (
     require,
     run_cli,
 )
+from paperworks_shared.files import atomic_write_json, strict_json
 
 DATASETS = ["glyphs", "digits", "cifar-fs", "mini-imagenet"]
+COMPACT_FILE = "compact.pt"  # what `metadock export --out DIR` writes inside DIR
 DIGITS_CLASSES = 38  # 10 digits x 4 rotations, minus the 180-degree 6 and 9
 
 
@@ -47,7 +50,7 @@ def _check_data_args(args) -> None:
     """Cross-argument checks of the data options (before anything is built)."""
     require(
         args.data in ("glyphs", "digits") or args.path is not None,
-        f"--data {args.data} needs --path to the local dataset folder",
+        f"--data {args.data} needs --data-root (the local dataset folder)",
     )
     if args.data == "digits":
         require(
@@ -86,7 +89,13 @@ def _data_args(p, *, from_checkpoint: bool = False):
         default="glyphs",
         help="procedural glyphs (default), rotated sklearn digits, or a local CIFAR-FS / mini-ImageNet folder",
     )
-    p.add_argument("--path", type=existing_dir, help="dataset folder for cifar-fs / mini-imagenet")
+    p.add_argument(
+        "--data-root",
+        "--path",
+        dest="path",
+        type=existing_dir,
+        help="dataset folder for cifar-fs / mini-imagenet (--path is an old alias)",
+    )
     p.add_argument(
         "--img",
         type=int_range(8, 512),
@@ -111,6 +120,7 @@ def _data_args(p, *, from_checkpoint: bool = False):
     p.add_argument("--shots", type=int_range(1, 10_000), default=1)
     p.add_argument("--query", type=int_range(1, 10_000), default=15)
     p.add_argument("--seed", type=nonneg_int, default=0)
+    add_runtime_args(p)
     add_debug_flag(p)
 
 
@@ -153,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-tasks", type=positive_int, default=50)
     t.add_argument("--val-every", type=nonneg_int, default=100, help="0: no meta-validation")
     t.add_argument(
-        "--out", required=True, help="checkpoint folder (config.json + model.pt), written atomically"
+        "--out",
+        required=True,
+        help="output folder: receives checkpoint.pt (written atomically; other files are left alone)",
     )
 
     e = sub.add_parser(
@@ -176,12 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument(
         "--out",
         required=True,
-        help="output .pt file: state dict + architecture config (load with metadock.export.load_compact)",
+        help=f"output folder: writes {COMPACT_FILE} (state dict + architecture config, load with "
+        "metadock.export.load_compact) and export.json",
     )
 
-    b = sub.add_parser("bench", help="run this package's benchmark (same as make bench PKG=metadock)")
-    b.add_argument("--scale", choices=["smoke", "cpu", "gpu"], default="cpu")
-    b.add_argument("--results", default="benchmarks/results")
+    b = add_bench_command(sub, "metadock")
     add_debug_flag(b)
     return p
 
@@ -218,11 +229,8 @@ def _train(args) -> int:
         check_replaceable(args.out)
     except CheckpointError as e:
         raise UserError(f"--out {e}") from None
-    # probe the PARENT (the folder itself is published by an atomic rename later)
-    from pathlib import Path
-
-    out = Path(args.out).expanduser()
-    check_out_dir(out.parent if str(out.parent) else Path("."), what="--out")
+    device = apply_runtime_args(args)
+    out = check_out_dir(args.out)  # the folder that receives checkpoint.pt
     pools, channels = _pools(args)
     try:
         sampler = TaskSampler(pools["train"], args.ways, args.shots, args.query, seed=args.seed)
@@ -230,7 +238,8 @@ def _train(args) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     torch.manual_seed(args.seed)
-    dock = MetaDOCK(Conv4(channels, args.ways, args.width, args.img), budget=args.budget)
+    dock = MetaDOCK(Conv4(channels, args.ways, args.width, args.img), budget=args.budget).to(device)
+    progress = not args.no_progress
     common = dict(
         inner_lr=args.inner_lr,
         inner_steps=args.inner_steps,
@@ -239,16 +248,17 @@ def _train(args) -> int:
     )
     try:
         if args.pretrain_steps:
-            IMAMLTrainer(dock, dense=True, **common).fit(sampler, args.pretrain_steps)
+            IMAMLTrainer(dock, dense=True, **common).fit(sampler, args.pretrain_steps, progress=progress)
+        tr: IMAMLTrainer | MAMLTrainer
         if args.algo == "imaml":
             tr = IMAMLTrainer(dock, mode=args.mode, backend=args.backend, **common)
         else:
             tr = MAMLTrainer(dock, first_order=args.first_order, backend=args.backend, **common)
-        hist = tr.fit(sampler, args.steps, val_tasks=val, val_every=args.val_every)
+        hist = tr.fit(sampler, args.steps, val_tasks=val, val_every=args.val_every, progress=progress)
     except ArithmeticError as e:  # divergence (non-finite loss) or a CG breakdown: nothing is saved
         raise UserError(f"training failed, nothing was saved: {e}") from None
     save(dock, out, {"data": args.data, "img": args.img, "ways": args.ways, "shots": args.shots})
-    print(json.dumps({"saved": str(out), "last": hist[-1] if hist else None}))
+    print(strict_json({"saved": str(out), "device": str(device), "last": hist[-1] if hist else None}))
     return 0
 
 
@@ -257,9 +267,12 @@ def _evaluate_or_export(args) -> int:
     from .tasks import fixed_tasks
     from .trainers import IMAMLTrainer
 
-    if args.cmd == "export":
-        out = check_out_file(args.out)
     dock, _cfg = _load_checkpoint(args)
+    device = apply_runtime_args(args)
+    if args.cmd == "export":  # created only once the checkpoint and the device are known to be good
+        out_dir = check_out_dir(args.out)
+        out = out_dir / COMPACT_FILE
+    dock.to(device)
     _check_data_args(args)
     pools, channels = _pools(args)
     require(
@@ -280,21 +293,19 @@ def _evaluate_or_export(args) -> int:
         raise UserError(str(e)) from None
     tr = IMAMLTrainer(dock, inner_lr=args.inner_lr, inner_steps=args.inner_steps)
     if args.cmd == "evaluate":
-        print(json.dumps(tr.evaluate(tasks).as_dict(), indent=1))
+        res = tr.evaluate(tasks, progress=not args.no_progress).as_dict()
+        print(strict_json({**res, "tasks": len(tasks), "device": str(device)}))
         return 0
-    adapted = tr.adapt(tasks[args.task_index])
-    compact = adapted.export()
+    adapted = tr.adapt(tasks[args.task_index].to(device))
+    compact = adapted.export().cpu()
     save_compact(compact, out, {"task_index": args.task_index, "remaining": adapted.remaining()})
-    print(
-        json.dumps(
-            {
-                "saved": str(out),
-                "remaining": adapted.remaining(),
-                **count(compact, (channels, args.img, args.img)),
-            },
-            indent=1,
-        )
-    )
+    summary = {
+        "saved": str(out),
+        "remaining": adapted.remaining(),
+        **count(compact, (channels, args.img, args.img)),
+    }
+    atomic_write_json(out_dir / "export.json", summary)
+    print(strict_json(summary))
     return 0
 
 
@@ -302,9 +313,7 @@ def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "bench":
         check_out_dir(args.results, what="--results")
-        from paperworks_shared.bench import main as bench_main
-
-        return bench_main(["--scale", args.scale, "--package", "metadock", "--results", args.results])
+        return int(args.func(args) or 0)
     if args.cmd == "train":
         _check_data_args(args)
         return _train(args)

@@ -125,12 +125,18 @@ class MetaDOCK(nn.Module):
 
     def remaining(self, params: Params, ste: bool = True) -> torch.Tensor:
         """r(psi): fraction of active kernels over all gated convs (differentiable through the STE)."""
-        num, den = 0.0, 0
+        counts: list[torch.Tensor] = []
+        den = 0
         for name, conv in gated_convs(self):
             psi = params[f"{name}.psi"]
             m = binarize_ste(psi, conv.beta) if ste else (psi > 0).to(psi.dtype)
-            num = num + m.expand(conv.out_channels, conv.in_channels).sum()
+            counts.append(m.expand(conv.out_channels, conv.in_channels).sum())
             den += conv.out_channels * conv.in_channels
+        if not counts:
+            raise ValueError("the network has no gated convolutions: nothing to count")
+        num = counts[0]
+        for c in counts[1:]:
+            num = num + c
         return num / den
 
     def budget_loss(self, params: Params, t: int = 1, total: int = 1) -> torch.Tensor:

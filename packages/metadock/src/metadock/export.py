@@ -4,7 +4,7 @@ Masked kernels become exact zeros. With `dense_slim`, an input channel of conv l
 kernel reads is removed, together with the filter of conv l that produced it and its BatchNorm
 channel: exact, since transductive BN is per channel. A filter whose own kernels are all dead but
 whose output is still read is kept: its BN still emits ReLU(beta), a constant that zero padding makes
-position-dependent, so dropping it would not be exact (design notes Sec. 1.4).
+position-dependent, so dropping it would not be exact (DESIGN.md §1.4).
 """
 
 from __future__ import annotations
@@ -17,21 +17,28 @@ from torch import nn
 from .gates import GatedConv2d
 
 
-def _plain_conv(g: GatedConv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+def _pair(v: object) -> tuple[int, int]:
+    t = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    return (int(t[0]), int(t[1]))
+
+
+def _plain_conv(g: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
+    """A plain Conv2d with `g`'s stride / padding / dilation (g: a GatedConv2d or an nn.Conv2d)."""
+    padding = g.padding
     conv = nn.Conv2d(
         weight.shape[1],
         weight.shape[0],
-        weight.shape[2:],
-        stride=g.stride,
-        padding=g.padding,
-        dilation=g.dilation,
+        (int(weight.shape[2]), int(weight.shape[3])),
+        stride=_pair(g.stride),
+        padding=padding if isinstance(padding, str) else _pair(padding),
+        dilation=_pair(g.dilation),
         bias=bias is not None,
         dtype=weight.dtype,
         device=weight.device,
     )
     with torch.no_grad():
         conv.weight.copy_(weight)
-        if bias is not None:
+        if bias is not None and conv.bias is not None:
             conv.bias.copy_(bias)
     return conv
 
@@ -66,6 +73,7 @@ def _slim_sequential_chains(net: nn.Module) -> None:
             if not all(isinstance(m, (nn.BatchNorm2d, nn.ReLU, nn.Identity)) for m in between):
                 continue
             conv_a, conv_b = items[a][1], items[b][1]
+            assert isinstance(conv_a, nn.Conv2d) and isinstance(conv_b, nn.Conv2d)
             read = conv_b.weight.detach().abs().sum(dim=(0, 2, 3)) > 0
             if read.all() or not read.any():
                 continue
@@ -95,7 +103,8 @@ def _slim_sequential_chains(net: nn.Module) -> None:
                         if bn.affine:
                             nb.weight.copy_(bn.weight[keep])
                             nb.bias.copy_(bn.bias[keep])
-                        if bn.track_running_stats:
+                        if bn.running_mean is not None and bn.running_var is not None:
+                            assert nb.running_mean is not None and nb.running_var is not None
                             nb.running_mean.copy_(bn.running_mean[keep])
                             nb.running_var.copy_(bn.running_var[keep])
                     setattr(seq, items[i][0], nb)

@@ -18,6 +18,19 @@ class Task:
     query_y: torch.Tensor
     classes: tuple[int, ...]
 
+    def to(self, device: torch.device | str) -> Task:
+        """The same task with its tensors on `device` (self when they are there already)."""
+        device = torch.device(device)
+        if self.support_x.device == device and self.query_x.device == device:
+            return self
+        return Task(
+            self.support_x.to(device),
+            self.support_y.to(device),
+            self.query_x.to(device),
+            self.query_y.to(device),
+            self.classes,
+        )
+
 
 class ClassPool:
     """Images grouped by class label, from a `datasets.Dataset` (columns image, label) or tensors."""

@@ -53,9 +53,10 @@ class EvalResult:
     per_task: list[float]
 
     def as_dict(self) -> dict:
+        """Plain JSON-able summary; ci95 is None (not NaN) when it is undefined (a single task)."""
         return {
             "acc": self.acc,
-            "ci95": self.ci95,
+            "ci95": self.ci95 if math.isfinite(self.ci95) else None,
             "remaining_mean": self.remaining_mean,
             "remaining_max": self.remaining_max,
         }
@@ -94,6 +95,11 @@ class _Base:
         self.total_steps = 1
         self.history: list[dict] = []
 
+    @property
+    def device(self) -> torch.device:
+        """Where the dock's parameters live: tasks are moved there (`dock.to(device)` first)."""
+        return next(self.dock.parameters()).device
+
     def _trainable(self, name: str) -> bool:
         return self.train_gates or not self.dock.is_gate(name)
 
@@ -112,7 +118,10 @@ class _Base:
                 **kw,
             )
 
-    # subclasses: meta_gradient(task) -> dict name -> grad
+    def meta_gradient(self, task: Task) -> tuple[dict[str, torch.Tensor], float, float]:
+        """(meta-gradient by parameter name, query loss, remaining fraction) for one task."""
+        raise NotImplementedError
+
     def _mode(self) -> str:
         return "off" if self.dense else "hard"
 
@@ -159,7 +168,7 @@ class _Base:
         for i in bar:
             self.step_count = i
             try:
-                rec = self.meta_step(sampler.sample_batch(self.meta_batch))
+                rec = self.meta_step([t.to(self.device) for t in sampler.sample_batch(self.meta_batch)])
             except CGBreakdown as e:
                 raise FloatingPointError(
                     f"meta-training diverged at step {i + 1}/{meta_steps}: {e}; lower the learning rates"
@@ -185,6 +194,7 @@ class _Base:
     def evaluate(self, tasks: Sequence[Task], progress: bool = True) -> EvalResult:
         accs, rems = [], []
         for task in tqdm(tasks, desc="evaluate", disable=not progress, leave=False):
+            task = task.to(self.device)
             adapted = self.adapt(task)
             with torch.no_grad():
                 pred = self.dock.fforward(adapted.params, task.query_x, self._mode()).argmax(-1)
