@@ -15,9 +15,9 @@ PYTEST_MARK := $(if $(FAST),-m "not slow",)
 .PHONY: help uv setup test test-pkg lint typecheck fmt lock bench clean vllm-env
 
 help:
-	@echo "make bench [SCALE=smoke|cpu|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
-	@echo "make test  [PKG=name] [FAST=1]                 lint + every package's tests (FAST=1 skips slow)"
-	@echo "make setup | lint | fmt | lock | clean"
+	@echo "make bench [SCALE=smoke|cpu|full|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
+	@echo "make test  [PKG=name] [FAST=1]                 lint (ruff + mypy) + every package's tests (FAST=1 skips slow)"
+	@echo "make setup | lint | typecheck | fmt | lock | clean"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,7 +33,7 @@ IMPORTS := paperworks_shared $(foreach m,$(wildcard packages/*),$(notdir $(first
 typecheck: setup
 	$(RUN) mypy $(foreach i,$(IMPORTS),-p $(i))
 
-lint: setup
+lint: setup typecheck
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 

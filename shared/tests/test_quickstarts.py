@@ -22,15 +22,7 @@ READMES = [
 SKIP_MARK = "# not-a-quickstart"
 # Blocks not yet made self-contained (issue 20.3 is open for them): README name and block index.
 # Each is skipped with that reason, so the list shrinks visibly as they are fixed.
-PENDING = {
-    "early-readout": {0},
-    "feature-sieve": {0},
-    "iha-attn": {1},
-    "metadock": {0},
-    "qtt-longctx": {0},
-    "tracker-prune": {1},
-    "xquant": {0},
-}
+PENDING: dict[str, set[int]] = {}
 
 
 def _blocks():
