@@ -61,3 +61,12 @@ def test_save_trained_is_atomic_and_reloadable(tmp_cache, monkeypatch):
     loaded, _ = load_model(path)
     for (n, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert n and torch.equal(p, q), n
+
+
+def test_first_call_says_it_trains_and_where_it_caches(tmp_cache, capsys):
+    texts = ["a b c d e f g. " * 30]
+    first = train_tiny_lm("llama", settings=SMALL, train_texts=texts, val_texts=texts, progress=True)
+    err = capsys.readouterr().err
+    assert "training it now" in err and str(first.path) in err
+    again = train_tiny_lm("llama", settings=SMALL, train_texts=texts, val_texts=texts, progress=True)
+    assert again.cache_hit and "training it now" not in capsys.readouterr().err

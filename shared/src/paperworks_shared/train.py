@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -170,6 +171,12 @@ def _train(arch, config_overrides, settings, train_texts, val_texts, path, key, 
     # linear warm-up, cosine decay to 10% (the schedule every LM trainer here shares)
     sched = warmup_cosine(opt, settings.steps, warmup_steps=min(settings.warmup, settings.steps), floor=0.1)
     model.train()
+    if progress:  # a first call trains for minutes: say so, and where the result is kept (issue 20.3)
+        print(
+            f"paperworks: first use of this tiny {arch} LM: training it now ({settings.steps} steps; the bar "
+            f"below estimates the time left). Cached in {path}; later calls load it in seconds.",
+            file=sys.stderr,
+        )
     bar = tqdm(range(settings.steps), desc=f"train tiny {arch}", disable=not progress, leave=False)
     train_losses = []
     for _ in bar:
