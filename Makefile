@@ -5,18 +5,21 @@ SHELL := /bin/bash
 SCALE ?= cpu
 PKG ?=
 FAST ?=
+SLOW ?=
 # uv: the one on PATH, else the one installed for python3 (bootstrapped by `make uv`).
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --no-sync
 MEMBERS := shared $(sort $(wildcard packages/*))
 RESULTS := $(if $(filter cpu,$(SCALE)),benchmarks/results,benchmarks/results/$(SCALE))
-PYTEST_MARK := $(if $(FAST),-m "not slow",)
+# Default: every test except the slow ones, plus the acceptance checks (README quickstarts run verbatim,
+# each wheel alone in an empty venv); SLOW=1 runs everything (CI), FAST=1 skips acceptance checks too.
+PYTEST_MARK := $(if $(SLOW),,$(if $(FAST),-m "not slow",-m "not slow or acceptance"))
 
 .PHONY: help uv setup test test-pkg lint typecheck fmt lock bench clean vllm-env
 
 help:
 	@echo "make bench [SCALE=smoke|cpu|full|gpu] [PKG=name]   run benchmarks, write $(RESULTS)/REPORT.md"
-	@echo "make test  [PKG=name] [FAST=1]                 lint (ruff + mypy) + every package's tests (FAST=1 skips slow)"
+	@echo "make test  [PKG=name] [SLOW=1|FAST=1]          lint (ruff + mypy) + every package's tests except slow ones (SLOW=1: all; FAST=1: no acceptance checks either)"
 	@echo "make setup | lint | typecheck | fmt | lock | clean"
 
 uv:

@@ -146,6 +146,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 @pytest.mark.parametrize("member", [m.name for m in MEMBERS])
 def test_package_installs_imports_and_runs_alone(member, results):
     ok, log = results[member]

@@ -69,6 +69,7 @@ def outcomes(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance
 @pytest.mark.parametrize("block_id, code", BLOCKS)
 def test_readme_block_runs_verbatim(block_id, code, outcomes):
     res = outcomes[block_id]
