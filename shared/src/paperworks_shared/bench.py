@@ -452,7 +452,7 @@ def write_report(
             word = "**INCONSISTENT**" if bad else str(h.get("verdict"))
             stale_tag = " (STALE)" if rec.commit != ref else ""
             lines.append(
-                f"| {pkg} / {rec.experiment}{stale_tag} | {h.get('comparison')} | {h.get('n_seeds')} | {ci} | {word} |"
+                f"| {pkg} / {rec.experiment}{stale_tag} | {h.get('comparison')} ({h.get('metric')}) | {h.get('n_seeds')} | {ci} | {word} |"
             )
         lines.append("")
     for pkg in sorted(set(by_pkg) | set(status)):
